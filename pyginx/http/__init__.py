@@ -1,0 +1,1 @@
+"""The HTTP/1.1 core: parsing, routing, connections, responses (runs inside a worker)."""

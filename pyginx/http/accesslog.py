@@ -1,0 +1,157 @@
+"""The access log: log_format templates compiled once, lines gathered in a buffer.
+
+Values are escaped as nginx's default `escape=default` does (`"`, `\\` and bytes outside 0x20..0x7e as
+`\\xHH`) and an empty value is written `-`. A writer never makes a syscall per request: lines go into
+a bytearray flushed when it exceeds `buffer=`, after `flush=`, at the end of the current loop iteration
+when no buffer is configured (so concurrent requests share one write), at reopen and at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pyginx.config.model import AccessLog
+from pyginx.http.variables import Getter, parse_template
+from pyginx.log import error_log
+
+if TYPE_CHECKING:
+    from pyginx.http.request import Request
+
+COMBINED = (
+    '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
+    '"$http_referer" "$http_user_agent"'
+)
+
+_ESCAPE = {i: f"\\x{i:02X}" for i in list(range(0x20)) + list(range(0x7F, 0x100))}
+_ESCAPE[ord('"')] = '\\x22'
+_ESCAPE[ord("\\")] = "\\x5C"
+
+
+def escape(value: str) -> str:
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value
+    raw = value.encode("utf-8", "surrogateescape")
+    return "".join(_ESCAPE.get(b, chr(b)) for b in raw)
+
+
+def _logged(get: Getter) -> Getter:
+    def value(req: Request) -> str:
+        v = get(req)
+        return escape(v) if v else "-"
+
+    return value
+
+
+def compile_format(template: str) -> Callable[[Request], bytes]:
+    parts = [p if isinstance(p, str) else _logged(p) for p in parse_template(template)]
+
+    def render(req: Request) -> bytes:
+        return ("".join([p if isinstance(p, str) else p(req) for p in parts]) + "\n").encode(
+            "utf-8", "surrogateescape"
+        )
+
+    return render
+
+
+class LogFile:
+    """One open access-log file with its buffer; shared by every access_log naming the same path."""
+
+    def __init__(self, path: str, buffer_size: int, flush: float | None) -> None:
+        self.path = path
+        self.buffer_size = buffer_size
+        self.flush_after = flush
+        self.buf = bytearray()
+        self.fd = -1
+        self._flush_scheduled = False
+        self.open()
+
+    def open(self) -> None:
+        try:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            self.fd = -1
+            error_log().log("alert", f'open() "{self.path}" failed ({exc.errno}: {exc.strerror})')
+
+    def write(self, line: bytes) -> None:
+        self.buf += line
+        if self.buffer_size and len(self.buf) < self.buffer_size:
+            if self.flush_after is not None and not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_event_loop().call_later(self.flush_after, self.flush)
+            return
+        if not self.buffer_size and len(self.buf) < 65536:
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_event_loop().call_soon(self.flush)
+            return
+        self.flush()
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        if not self.buf:
+            return
+        data, self.buf = bytes(self.buf), bytearray()
+        if self.fd < 0:
+            return
+        try:
+            os.write(self.fd, data)
+        except OSError as exc:
+            error_log().log("alert", f'write() to "{self.path}" failed ({exc.errno}: {exc.strerror})')
+
+    def reopen(self) -> None:
+        self.flush()
+        old = self.fd
+        self.open()
+        if old >= 0:
+            os.close(old)
+
+    def close(self) -> None:
+        self.flush()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class AccessLogs:
+    """Every access-log file of a configuration, and the compiled formats."""
+
+    def __init__(self, formats: dict[str, str]) -> None:
+        self.formats = {name: compile_format(text) for name, text in formats.items()}
+        self.formats.setdefault("combined", compile_format(COMBINED))
+        self.files: dict[str, LogFile] = {}
+        self._writers: dict[tuple[AccessLog, ...], list[tuple[LogFile, Callable[[Request], bytes]]]] = {}
+
+    def writers(self, logs: tuple[AccessLog, ...]) -> list[tuple[LogFile, Callable[[Request], bytes]]]:
+        found = self._writers.get(logs)
+        if found is not None:
+            return found
+        result = []
+        for entry in logs:
+            if entry.path is None:
+                continue
+            f = self.files.get(entry.path)
+            if f is None:
+                f = self.files[entry.path] = LogFile(entry.path, entry.buffer_size, entry.flush)
+            fmt = self.formats.get(entry.format_name) or self.formats["combined"]
+            result.append((f, fmt))
+        self._writers[logs] = result
+        return result
+
+    def log(self, req: Request) -> None:
+        for f, fmt in self.writers(req.settings.access_log):
+            f.write(fmt(req))
+
+    def reopen(self) -> None:
+        for f in self.files.values():
+            f.reopen()
+
+    def flush(self) -> None:
+        for f in self.files.values():
+            f.flush()
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()

@@ -1,0 +1,691 @@
+"""One client connection: httptools parser glue, keep-alive, pipelining, limits, timeouts, flow control.
+
+Requests are answered from the parser's callbacks: a synchronous handler (static files) writes its
+response before `on_headers_complete` returns. An async handler (proxy) runs as a task while later
+pipelined requests wait in `queue`, answered in order. Timeouts are deadlines checked by the server's
+coarse sweep (no TimerHandle per request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from pyginx.errors import HttpError
+from pyginx.http.request import Request
+from pyginx.http.uri import normalize_path, split_target, validate_host
+
+if TYPE_CHECKING:
+    from pyginx.http.server import ServerContext
+
+# States of the connection, for timeouts and graceful shutdown.
+WAIT_FIRST = 0  # connected, no byte of a request yet (client_header_timeout)
+IDLE = 1  # keep-alive wait between requests (keepalive_timeout)
+HEAD = 2  # reading a request head (client_header_timeout, one deadline for the whole head)
+BUSY = 3  # a request is being handled
+LINGER = 4  # response sent, discarding what the client still sends before closing
+CLOSED = 5
+
+_METHOD_TOKEN = re.compile(rb"[A-Z_\-]+\Z")
+_MAX_QUEUED = 16  # pipelined requests parsed ahead of the one being answered, before reading pauses
+_BODY_HIGH_WATER = 256 * 1024
+
+
+class _ParseAbort(Exception):
+    """Raised inside a parser callback to stop parsing; the reason is in HttpConnection.pending_error."""
+
+
+class HttpConnection(asyncio.Protocol):
+    def __init__(self, ctx: ServerContext, listen_key: tuple[str, int, str | None]) -> None:
+        self.ctx = ctx
+        self.listen_key = listen_key
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_version=True)
+        self.conn_id = 0
+        self.client_addr = ""
+        self.client_port = 0
+        self.server_addr = ""
+        self.server_port = 0
+        self.state = WAIT_FIRST
+        self.deadline = 0.0
+        self.requests = 0
+        self.queue: deque[Request] = deque()
+        self.active: Request | None = None
+        self.cur: Request | None = None  # the request whose bytes the parser is reading
+        self.closing_after_response = False  # graceful shutdown / retirement: answer with close
+        self.pending_error: HttpError | None = None
+        self.parse_failed = False
+        self.read_paused = False
+        self.write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._url_parts: list[bytes] = []
+        self._url_len = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._head_bytes = 0
+        self._method_override: str | None = None
+        self._method_stash: bytes | None = None
+        self._completed_in_feed = 0
+        self._dispatching = False
+        self._dispatch_again = False
+        self._linger_until = 0.0
+        self._upgrade_pending: bytearray | None = None
+        self.tunnel: Callable[[bytes], None] | None = None
+        self.tunnel_lost: Callable[[Exception | None], None] | None = None
+        self._dup_fd = -1
+        self._sock_fd = -1
+        self._write_waiter: asyncio.Future[None] | None = None
+        self._sent_mark = 0
+        self.keepalive_conf = ctx.default_server.settings
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = transport  # type: ignore[assignment]
+        ctx = self.ctx
+        self.conn_id = ctx.next_conn_id()
+        peer = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.client_addr, self.client_port = peer[0], peer[1]
+        else:
+            self.client_addr = "unix:"
+        if isinstance(local, tuple):
+            self.server_addr, self.server_port = local[0], local[1]
+        else:
+            self.server_addr = f"unix:{local}" if local else "unix:"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._sock_fd = sock.fileno()
+        transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        ctx.connection_opened(self)
+        self.state = WAIT_FIRST
+        self.deadline = time.monotonic() + self.keepalive_conf.client_header_timeout
+        if ctx.accepting_closed and not ctx.graceful_keep_idle:
+            # accepted in the instant before shutdown: still answer the first request, then close
+            self.closing_after_response = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = CLOSED
+        self.deadline = 0.0
+        if self.tunnel_lost is not None:
+            self.tunnel_lost(exc)
+        for req in ([self.active] if self.active else []) + list(self.queue):
+            req.client_closed = True
+            req.body.fail(HttpError(499, "client closed connection"))
+        self._wake_writers(ConnectionResetError("client closed the connection"))
+        if self._dup_fd >= 0:
+            try:
+                self.ctx.loop.remove_writer(self._dup_fd)
+            except Exception:
+                pass
+            os.close(self._dup_fd)
+            self._dup_fd = -1
+        active = self.active
+        if active is not None and not active.finished and not active.head_sent:
+            # logged as nginx logs a request the client abandoned (499) once the handler stops
+            active.status = 499
+        self.ctx.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._sent_mark = self.transport.get_write_buffer_size() if self.transport else 0
+        if self.deadline == 0.0 or self.state == BUSY:
+            self.deadline = time.monotonic() + self._send_timeout()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.state == BUSY:
+            self.deadline = 0.0
+        self._wake_writers(None)
+
+    def eof_received(self) -> bool | None:
+        if self.state in (WAIT_FIRST, IDLE, LINGER) or (self.state == HEAD and self.active is None):
+            self.close()
+            return None
+        # half-closed client with a request in progress: finish answering, then close
+        self.closing_after_response = True
+        if self.active is not None:
+            self.active.keep_alive = False
+        return True
+
+    # ------------------------------------------------------------------ reading
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel(data)
+            return
+        if self.state == LINGER:
+            now = time.monotonic()
+            self.deadline = min(self._linger_until, now + self.keepalive_conf.lingering_timeout)
+            return
+        if self.parse_failed or self.state == CLOSED:
+            return
+        if self._upgrade_pending is not None:
+            self._upgrade_pending += data
+            return
+        if self._method_stash is not None:
+            data = self._method_stash + data
+            self._method_stash = None
+            self.parser = self._new_parser()
+            self.cur = None
+        started_fresh = self.cur is None
+        self._completed_in_feed = 0
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0]
+            self._upgrade_pending = bytearray(data[offset:])
+            return
+        except httptools.HttpParserInvalidMethodError:
+            if started_fresh and self._completed_in_feed == 0 and self._retry_unknown_method(data):
+                return
+            self._parse_error(HttpError(400, "invalid method"))
+            return
+        except httptools.HttpParserCallbackError:
+            error = self.pending_error or HttpError(500, "internal error in parser callback")
+            self.pending_error = None
+            self._parse_error(error)
+            return
+        except httptools.HttpParserError as exc:
+            self._parse_error(self._classify(str(exc)))
+            return
+        if self.state == HEAD:
+            self._head_bytes += len(data)
+            limit = self._header_limit()
+            if self._head_bytes > limit:
+                if not self._headers and self._url_len + len(data) > limit:
+                    self._parse_error(HttpError(414, "request line too long"))
+                else:
+                    self._parse_error(HttpError(494, "header too large"))
+
+    def _new_parser(self) -> Any:
+        parser = httptools.HttpRequestParser(self)
+        parser.set_dangerous_leniencies(lenient_version=True)
+        return parser
+
+    def _retry_unknown_method(self, data: bytes) -> bool:
+        """llhttp knows a fixed list of methods; nginx accepts any token of A-Z, `_` and `-`
+        (and answers 405 where the handler does not support it). Re-parse such a request with a
+        stand-in method and remember the real one."""
+        stripped = data.lstrip(b"\r\n")
+        space = stripped.find(b" ")
+        if space < 0:
+            if len(stripped) < 32 and _METHOD_TOKEN.match(stripped) is not None or not stripped:
+                self._method_stash = data
+                self.parser = self._new_parser()
+                self.cur = None
+                self.state = HEAD
+                return True
+            return False
+        token = stripped[:space]
+        if _METHOD_TOKEN.match(token) is None or len(token) > 32:
+            return False
+        self.parser = self._new_parser()
+        self.cur = None
+        self._method_override = token.decode("ascii")
+        self.data_received(b"GET" + stripped[space:])
+        return True
+
+    def _header_limit(self) -> int:
+        number, size = self.keepalive_conf.large_client_header_buffers
+        return number * size + self.keepalive_conf.client_header_buffer_size
+
+    def _classify(self, message: str) -> HttpError:
+        lowered = message.lower()
+        if "transfer-encoding" in lowered and "request has invalid" in lowered:
+            try:
+                version = self.parser.get_http_version()
+            except Exception:
+                version = "1.1"
+            if version == "1.0":
+                return HttpError(400, "Transfer-Encoding in HTTP/1.0")
+            return HttpError(501, "unknown Transfer-Encoding")
+        return HttpError(400, message)
+
+    # parser callbacks -------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        now = time.monotonic()
+        if self.state in (WAIT_FIRST, IDLE):
+            self.deadline = now + self.keepalive_conf.client_header_timeout
+        self.state = HEAD if self.active is None else self.state
+        self._url_parts = []
+        self._url_len = 0
+        self._headers = []
+        self._header_bytes = 0
+        self._head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url_parts.append(url)
+        self._url_len += len(url)
+        if self._url_len > self.keepalive_conf.large_client_header_buffers[1]:
+            self.pending_error = HttpError(414, "request line too long")
+            raise _ParseAbort
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value) + 4
+        number, large = self.keepalive_conf.large_client_header_buffers
+        self._header_bytes += size
+        if size > large or self._header_bytes > number * large:
+            self.pending_error = HttpError(494, "request header too large")
+            raise _ParseAbort
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        method = self._method_override or parser.get_method().decode("ascii")
+        self._method_override = None
+        url = b"".join(self._url_parts).decode("utf-8", "surrogateescape")
+        version = parser.get_http_version()
+        major, _, minor = version.partition(".")
+        req = Request(self, method, url, 1 if minor != "0" else 0, version)
+        req.request_length = self._url_len + self._header_bytes + len(method) + 12
+        self.cur = req
+        try:
+            if major != "1":
+                if major == "0":
+                    raise HttpError(400, "HTTP/0.9 is not supported")
+                raise HttpError(505, "HTTP version not supported")
+            self._build_request(req, parser)
+        except HttpError as error:
+            req.error_status = error.status
+            req.keep_alive = False
+            self.parse_failed = True
+            req.vars["parse_error"] = error.reason
+        self.queue.append(req)
+        if self.active is None:
+            self.state = BUSY
+            self.deadline = 0.0
+            self._dispatch_queue()
+        elif len(self.queue) >= _MAX_QUEUED:
+            self._pause_reading()
+        if self.parse_failed:
+            raise _ParseAbort
+
+    def _build_request(self, req: Request, parser: Any) -> None:
+        headers = req.headers
+        header_list = req.header_list
+        host_count = 0
+        te: str | None = None
+        underscores = self.keepalive_conf.underscores_in_headers
+        for raw_name, raw_value in self._headers:
+            name = raw_name.decode("latin-1")
+            value = raw_value.decode("latin-1").strip(" \t")
+            lower = name.lower()
+            if not underscores and "_" in lower:
+                continue  # nginx's ignore_invalid_headers: dropped, not an error
+            header_list.append((name, value))
+            if lower in headers:
+                if lower == "host":
+                    raise HttpError(400, "duplicate Host header")
+                if lower == "transfer-encoding" or lower == "content-length":
+                    raise HttpError(400, f"duplicate {name} header")
+                sep = "; " if lower == "cookie" else ", "
+                headers[lower] = headers[lower] + sep + value
+            else:
+                headers[lower] = value
+            if lower == "host":
+                host_count += 1
+            elif lower == "transfer-encoding":
+                te = value
+        if req.http_minor == 1 and host_count == 0:
+            raise HttpError(400, "client sent HTTP/1.1 request without \"Host\" header")
+        path, args, absolute_host = split_target(req.request_uri)
+        if absolute_host is not None:
+            req.host = validate_host(absolute_host)
+        elif "host" in headers:
+            req.host = validate_host(headers["host"])
+        cl = headers.get("content-length")
+        if te is not None:
+            if req.http_minor == 0:
+                raise HttpError(400, "client sent HTTP/1.0 request with \"Transfer-Encoding\" header")
+            if te.lower() != "chunked":
+                raise HttpError(501, f'client sent unknown "Transfer-Encoding": "{te}"')
+            req.chunked = True
+            req.has_body = True
+        elif cl is not None:
+            if not cl.isdigit():
+                raise HttpError(400, "client sent invalid \"Content-Length\" header")
+            req.content_length = int(cl)
+            req.has_body = req.content_length > 0
+        if req.method == "TRACE":
+            raise HttpError(405, "TRACE method")
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() == "100-continue" and req.http_minor == 1:
+            req.expect_continue = True
+        req.args = args
+        self._choose_server(req)
+        req.uri = normalize_path(path, req.settings.merge_slashes)
+        req.keep_alive = bool(parser.should_keep_alive()) and req.settings.keepalive_timeout > 0
+        if self.requests + 1 >= req.settings.keepalive_requests:
+            req.keep_alive = False
+        if parser.should_upgrade():
+            req.upgrade = True
+
+    def _choose_server(self, req: Request) -> None:
+        table = self.ctx.server_tables.get(self.listen_key)
+        if table is not None:
+            req.server = table.find(req.host)
+        req.settings = req.server.settings
+        if not req.host:
+            req.host = req.server.primary_name or ""
+
+    def on_body(self, data: bytes) -> None:
+        req = self.cur
+        if req is None:
+            return
+        body = req.body
+        body.feed(data)
+        limit = req.settings.client_max_body_size
+        if limit and body.size > limit and body.error is None and not body.discard:
+            body.fail(HttpError(413, "client intended to send too large body"))
+            body.discard = True
+            body.chunks = []
+        if body.discard:
+            body.chunks = []
+        elif req is not self.active or body.buffered() > _BODY_HIGH_WATER:
+            if body.buffered() > _BODY_HIGH_WATER:
+                self._pause_reading()
+        if self.state == HEAD or (req is self.active and req.body.waiter is not None):
+            self.deadline = time.monotonic() + req.settings.client_body_timeout
+
+    def on_message_complete(self) -> None:
+        self._completed_in_feed += 1
+        req = self.cur
+        self.cur = None
+        if req is not None:
+            req.body.finish()
+
+    # ------------------------------------------------------------------ body reading hooks
+
+    def body_wanted(self, req: Request) -> None:
+        """A handler starts reading the body: 100 Continue if expected, start the body timer."""
+        if req.expect_continue and self.transport is not None:
+            req.expect_continue = False
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if not req.body.complete:
+            self.deadline = time.monotonic() + req.settings.client_body_timeout
+
+    def body_consumed(self) -> None:
+        if self.read_paused and len(self.queue) < _MAX_QUEUED:
+            self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.transport.is_closing():
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------------ dispatching
+
+    def _dispatch_queue(self) -> None:
+        """Start the next queued request; iterative so long pipelines do not recurse."""
+        if self._dispatching:
+            self._dispatch_again = True
+            return
+        self._dispatching = True
+        try:
+            while self.active is None and self.queue and self.state != CLOSED:
+                self._dispatch_again = False
+                req = self.queue.popleft()
+                self.active = req
+                self.state = BUSY
+                self.deadline = 0.0
+                if self.read_paused and len(self.queue) < _MAX_QUEUED and not self._body_backlog():
+                    self._resume_reading()
+                self.ctx.process(req)
+        finally:
+            self._dispatching = False
+
+    def _body_backlog(self) -> bool:
+        cur = self.cur
+        return cur is not None and cur.body.buffered() > _BODY_HIGH_WATER
+
+    def _parse_error(self, error: HttpError) -> None:
+        """A request that cannot be parsed: answered in its turn, then the connection closes."""
+        self.parse_failed = True
+        if self.cur is not None and self.cur in self.queue:
+            return  # already queued by on_headers_complete with its error
+        req = self.cur if self.cur is not None and self.cur is not self.active else None
+        if req is None:
+            req = Request(self, "GET", "", 1)
+            req.request_line = ""
+        if req is self.active:
+            # the body of the request being answered was malformed (bad chunk): no more requests
+            req.body.fail(error)
+            req.keep_alive = False
+            self.closing_after_response = True
+            return
+        if error.status == 494 or error.status == 414 or (self.cur is None and self.state == HEAD):
+            req.request_line = req.request_line if self.cur is not None else ""
+        req.error_status = error.status
+        req.keep_alive = False
+        req.vars["parse_error"] = error.reason
+        self.cur = None
+        self.queue.append(req)
+        if self.active is None:
+            self._dispatch_queue()
+
+    def request_done(self, req: Request, abort: bool = False) -> None:
+        """Called by the request when its response is complete (or aborted)."""
+        self.ctx.log_request(req)
+        if req is not self.active:
+            return
+        self.active = None
+        self.requests += 1
+        if abort or self.state == CLOSED:
+            self.close(abort=True)
+            return
+        if not req.keep_alive or self.closing_after_response:
+            unread = req.has_body and not req.body.complete
+            if unread or self.parse_failed or req.status in (400, 413, 414, 494, 501, 505):
+                self._linger()
+            else:
+                self.close()
+            return
+        if req.has_body and not req.body.complete:
+            req.body.discard = True
+            req.body.chunks = []
+        if self._upgrade_pending is not None:
+            leftover = bytes(self._upgrade_pending)
+            self._upgrade_pending = None
+            self.state = IDLE
+            if leftover:
+                self.data_received(leftover)
+        if self.queue:
+            self._dispatch_queue()
+        elif self.active is None and self.state != CLOSED:
+            self.state = IDLE if self.cur is None else HEAD
+            if self.state == IDLE:
+                self.deadline = time.monotonic() + req.settings.keepalive_timeout
+            self.keepalive_conf = req.settings
+            if self.read_paused:
+                self._resume_reading()
+            if self.ctx.close_idle_now:
+                self.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def write(self, data: bytes) -> None:
+        t = self.transport
+        if t is not None and self.state != CLOSED:
+            t.write(data)
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        t = self.transport
+        if t is not None and self.state != CLOSED:
+            t.writelines(parts)
+
+    def _send_timeout(self) -> float:
+        req = self.active
+        return (req.settings if req is not None else self.keepalive_conf).send_timeout
+
+    async def drain(self) -> None:
+        if not self.write_paused or self.state == CLOSED:
+            if self.state == CLOSED:
+                raise ConnectionResetError("client closed the connection")
+            return
+        fut = self.ctx.loop.create_future()
+        self._drain_waiters.append(fut)
+        await fut
+
+    def _wake_writers(self, exc: Exception | None) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                if exc is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(exc)
+        w = self._write_waiter
+        if w is not None and not w.done():
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Zero-copy file body: os.sendfile on the socket once the transport's buffer is empty."""
+        t = self.transport
+        if t is None or self.state == CLOSED or self._sock_fd < 0:
+            return 0
+        loop = self.ctx.loop
+        while t.get_write_buffer_size() > 0:
+            if self.state == CLOSED:
+                return 0
+            await self.drain()
+            if t.get_write_buffer_size() > 0:
+                await asyncio.sleep(0.001)
+        sent_total = 0
+        chunk_max = 1 << 21
+        send_timeout = self._send_timeout()
+        while count > 0 and self.state != CLOSED:
+            try:
+                n = os.sendfile(self._sock_fd, fd, offset, min(count, chunk_max))
+            except (BlockingIOError, InterruptedError):
+                if self._dup_fd < 0:
+                    self._dup_fd = os.dup(self._sock_fd)
+                fut: asyncio.Future[None] = loop.create_future()
+                self._write_waiter = fut
+                loop.add_writer(self._dup_fd, _set_done, fut)
+                self.deadline = time.monotonic() + send_timeout
+                try:
+                    await fut
+                except ConnectionError:
+                    break
+                finally:
+                    self._write_waiter = None
+                    if self._dup_fd >= 0:
+                        loop.remove_writer(self._dup_fd)
+                continue
+            except OSError:
+                break
+            if n == 0:
+                break  # the file shrank under us: the caller aborts (length and body disagree)
+            offset += n
+            count -= n
+            sent_total += n
+        if self.state == BUSY:
+            self.deadline = 0.0
+        return sent_total
+
+    # ------------------------------------------------------------------ closing, timeouts
+
+    def close(self, abort: bool = False) -> None:
+        if self.state == CLOSED:
+            return
+        self.state = CLOSED
+        self.deadline = 0.0
+        t = self.transport
+        if t is not None:
+            if abort:
+                t.abort()
+            else:
+                t.close()
+
+    def _linger(self) -> None:
+        """nginx's lingering close: stop sending, keep reading (and dropping) for a while, so that
+        unread request bytes do not make the kernel reset the connection under our response."""
+        t = self.transport
+        if t is None or self.state == CLOSED:
+            return
+        conf = self.active.settings if self.active is not None else self.keepalive_conf
+        if conf.lingering_close == "off" or not t.can_write_eof():
+            self.close()
+            return
+        self.state = LINGER
+        now = time.monotonic()
+        self._linger_until = now + conf.lingering_time
+        self.deadline = now + conf.lingering_timeout
+        self.parse_failed = True
+        if self.read_paused:
+            self._resume_reading()
+        try:
+            t.write_eof()
+        except (OSError, RuntimeError):
+            self.close()
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the server's sweep when `deadline` has passed."""
+        state = self.state
+        if state == BUSY:
+            t = self.transport
+            if t is not None and self.write_paused:
+                size = t.get_write_buffer_size()
+                if size < self._sent_mark:  # progress since the last check: the timer restarts
+                    self._sent_mark = size
+                    self.deadline = now + self._send_timeout()
+                    return
+            req = self.active
+            if req is not None and not req.body.complete and req.body.waiter is not None:
+                req.body.fail(HttpError(408, "client timed out reading body"))
+                req.keep_alive = False
+                self.deadline = 0.0
+                self.close(abort=True)
+                return
+            if self._write_waiter is not None or self.write_paused:
+                self.close(abort=True)  # send_timeout: nginx just closes
+                self._wake_writers(ConnectionResetError("send timed out"))
+                return
+            self.deadline = 0.0
+            return
+        # header, keep-alive and lingering timeouts: close without a response, as nginx does
+        self.close()
+
+    def graceful(self, close_idle: bool) -> None:
+        """Server shutdown: answer what is in flight with Connection: close."""
+        self.closing_after_response = True
+        if close_idle and self.state in (WAIT_FIRST, IDLE) and self.cur is None:
+            self.close()
+
+    def detach(self, req: Request) -> tuple[asyncio.Transport, Any]:
+        """Give the raw transport to a tunnel. The caller sets `tunnel` (data from the client) and
+        `tunnel_lost`; bytes the client sent after the upgrade request are returned first."""
+        assert self.transport is not None
+        leftover = bytes(self._upgrade_pending or b"")
+        self._upgrade_pending = None
+        self.parse_failed = True
+        return self.transport, leftover
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+_ = socket  # socket options are set by uvloop (TCP_NODELAY) and the listeners module

@@ -1,0 +1,132 @@
+"""Response heads: status line, Server, Date, entity headers, framing, Connection, and the headers
+filter (add_header, expires) applied as nginx's ngx_http_headers_filter_module does.
+
+The Date value is rendered once a second; everything constant is pre-encoded.
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+from pyginx.config.model import Expires, HeaderValue, HttpSettings
+from pyginx.http.status import HEADER_FILTER_STATUSES, server_header, status_line
+from pyginx.http.variables import Getter, compile_template
+
+if TYPE_CHECKING:
+    from pyginx.http.request import Request
+
+_SERVER = {True: server_header(True), False: server_header(False)}
+_date_second = -1
+_date_line = b""
+
+
+def http_date(ts: float) -> str:
+    return formatdate(ts, usegmt=True)
+
+
+def date_line() -> bytes:
+    global _date_second, _date_line
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_line = f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
+    return _date_line
+
+
+_compiled: dict[HeaderValue, Getter] = {}
+
+
+def _render(hv: HeaderValue, req: Request) -> str:
+    get = _compiled.get(hv)
+    if get is None:
+        get = _compiled[hv] = compile_template(hv.value)
+    return get(req)
+
+
+def expires_headers(exp: Expires) -> list[tuple[str, str]]:
+    if exp.kind == "off":
+        return []
+    if exp.kind == "epoch":
+        return [("Expires", "Thu, 01 Jan 1970 00:00:01 GMT"), ("Cache-Control", "no-cache")]
+    if exp.kind == "max":
+        return [("Expires", "Thu, 31 Dec 2037 23:55:55 GMT"), ("Cache-Control", "max-age=315360000")]
+    seconds = int(exp.seconds)
+    expires_at = time.time() + seconds
+    if seconds < 0:
+        return [("Expires", http_date(expires_at)), ("Cache-Control", "no-cache")]
+    if seconds == 0:
+        return [("Expires", http_date(time.time())), ("Cache-Control", "max-age=0")]
+    return [("Expires", http_date(expires_at)), ("Cache-Control", f"max-age={seconds}")]
+
+
+def filter_headers(req: Request, status: int, settings: HttpSettings) -> list[tuple[str, str]]:
+    """add_header and expires for this response (empty list when neither applies)."""
+    if not settings.add_header and settings.expires.kind == "off":
+        return []
+    in_filter = status in HEADER_FILTER_STATUSES
+    out: list[tuple[str, str]] = []
+    if in_filter and settings.expires.kind != "off":
+        out.extend(expires_headers(settings.expires))
+    for hv in settings.add_header:
+        if in_filter or hv.always:
+            value = _render(hv, req)
+            if value:
+                out.append((hv.name, value))
+    return out
+
+
+def _connection_lines(req: Request, keep: bool) -> bytes:
+    if not keep:
+        return b"Connection: close\r\n"
+    s = req.settings
+    if s.keepalive_header_timeout is not None:
+        return b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n" % int(s.keepalive_header_timeout)
+    return b"Connection: keep-alive\r\n"
+
+
+def build_head(
+    req: Request, status: int, headers: list[tuple[str, str]], length: int | None, keep: bool, chunked: bool
+) -> bytes:
+    settings = req.settings
+    extra = filter_headers(req, status, settings)
+    if extra:
+        names = {n.lower() for n, _ in extra if n.lower() in ("expires", "cache-control")}
+        if names:
+            headers = [(n, v) for n, v in headers if n.lower() not in names]
+        headers = headers + extra
+    req.out_headers = headers
+    parts = [status_line(status), _SERVER[settings.server_tokens], date_line()]
+    lines = "".join(f"{n}: {v}\r\n" for n, v in headers)
+    if lines:
+        parts.append(lines.encode("latin-1", "replace"))
+    if length is not None and status not in (204, 304) and status >= 200:
+        parts.append(b"Content-Length: %d\r\n" % length)
+    elif chunked and status not in (204, 304):
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    parts.append(_connection_lines(req, keep))
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def build_head_prebuilt(req: Request, status: int, header_block: bytes, length: int) -> bytes:
+    """Head for a response whose entity headers are already encoded (cached static files)."""
+    settings = req.settings
+    req.status = status
+    keep = req.keep_alive and not req.conn.closing_after_response
+    req.keep_alive = keep
+    extra = filter_headers(req, status, settings)
+    extra_bytes = "".join(f"{n}: {v}\r\n" for n, v in extra).encode("latin-1", "replace") if extra else b""
+    return b"".join(
+        (
+            status_line(status),
+            _SERVER[settings.server_tokens],
+            date_line(),
+            header_block,
+            b"Content-Length: %d\r\n" % length,
+            extra_bytes,
+            _connection_lines(req, keep),
+            b"\r\n",
+        )
+    )

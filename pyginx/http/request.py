@@ -1,0 +1,402 @@
+"""One HTTP request and the ways a handler answers it (see docs/handler-api.md).
+
+The Request owns the response bookkeeping (status, bytes sent, chunked framing, add_header/expires,
+error_page); the connection owns the socket, keep-alive and pipelining. A handler calls exactly one
+of respond / send_error / redirect / internal_redirect / start..end / abort.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from pyginx.config.model import HttpSettings, Location, Server
+from pyginx.errors import HttpError
+from pyginx.http import headers as hdr
+from pyginx.http.status import CLOSING_STATUSES, error_page_body
+from pyginx.log import error_log
+
+if TYPE_CHECKING:
+    from pyginx.http.connection import HttpConnection
+
+MAX_INTERNAL_REDIRECTS = 10  # nginx's NGX_HTTP_MAX_URI_CHANGES
+
+
+class Body:
+    """A request body arriving from the parser, consumed by at most one reader."""
+
+    __slots__ = ("chunks", "size", "complete", "waiter", "error", "discard")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.complete = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.error: HttpError | None = None
+        self.discard = False
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        if not self.discard:
+            self.chunks.append(data)
+        self._wake()
+
+    def finish(self) -> None:
+        self.complete = True
+        self._wake()
+
+    def fail(self, error: HttpError) -> None:
+        self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def buffered(self) -> int:
+        return sum(len(c) for c in self.chunks)
+
+
+class Request:
+    __slots__ = (
+        "conn",
+        "method",
+        "request_uri",
+        "request_line",
+        "uri",
+        "args",
+        "http_minor",
+        "protocol",
+        "headers",
+        "header_list",
+        "host",
+        "server",
+        "location",
+        "settings",
+        "has_body",
+        "content_length",
+        "chunked",
+        "expect_continue",
+        "keep_alive",
+        "vars",
+        "captures",
+        "start_time",
+        "end_time",
+        "status",
+        "bytes_sent",
+        "body_bytes_sent",
+        "request_length",
+        "out_headers",
+        "head_sent",
+        "finished",
+        "head_only",
+        "_chunked_out",
+        "body",
+        "redirects",
+        "error_status",
+        "in_error_page",
+        "client_closed",
+        "upgrade",
+        "internal",
+        "__weakref__",
+    )
+
+    def __init__(
+        self, conn: HttpConnection, method: str, request_uri: str, http_minor: int, version: str = ""
+    ) -> None:
+        self.conn = conn
+        self.method = method
+        self.request_uri = request_uri
+        self.http_minor = http_minor
+        self.protocol = f"HTTP/{version}" if version else ("HTTP/1.1" if http_minor else "HTTP/1.0")
+        self.request_line = f"{method} {request_uri} {self.protocol}"
+        self.uri = "/"
+        self.args = ""
+        self.headers: dict[str, str] = {}
+        self.header_list: list[tuple[str, str]] = []
+        self.host = ""
+        self.server: Server = conn.ctx.default_server
+        self.location: Location | None = None
+        self.settings: HttpSettings = self.server.settings
+        self.has_body = False
+        self.content_length: int | None = None
+        self.chunked = False
+        self.expect_continue = False
+        self.keep_alive = False
+        self.vars: dict[str, str] = {}
+        self.captures: tuple[str | None, ...] | None = None
+        self.start_time = time.monotonic()
+        self.end_time = 0.0
+        self.status = 0
+        self.bytes_sent = 0
+        self.body_bytes_sent = 0
+        self.request_length = 0
+        self.out_headers: list[tuple[str, str]] = []
+        self.head_sent = False
+        self.finished = False
+        self.head_only = method == "HEAD"
+        self._chunked_out = False
+        self.body = Body()
+        self.redirects = 0
+        self.error_status = 0
+        self.in_error_page = False
+        self.client_closed = False
+        self.upgrade = False
+        self.internal = False
+
+    # ------------------------------------------------------------------ reading
+
+    def log_error(self, level: str, message: str) -> None:
+        """An error-log line with nginx's request context."""
+        log = error_log()
+        if not log.enabled(level):
+            return
+        ctx = f", client: {self.conn.client_addr}, server: {self.server.primary_name}"
+        if self.request_line:
+            ctx += f', request: "{self.request_line}"'
+        upstream = self.vars.get("upstream_log")
+        if upstream:
+            ctx += f', upstream: "{upstream}"'
+        if "host" in self.headers:
+            ctx += f', host: "{self.headers["host"]}"'
+        log.log(level, message + ctx, self.conn.conn_id)
+
+    def body_text(self) -> str:
+        return b"".join(self.body.chunks).decode("utf-8", "surrogateescape")
+
+    async def read_body(self) -> bytes:
+        """The whole request body (client_max_body_size and client_body_timeout enforced)."""
+        chunks = [c async for c in self.body_chunks()]
+        return b"".join(chunks)
+
+    async def body_chunks(self) -> AsyncIterator[bytes]:
+        body = self.body
+        if not self.has_body:
+            return
+        self.conn.body_wanted(self)
+        while True:
+            if body.error is not None:
+                raise body.error
+            if body.chunks:
+                chunks, body.chunks = body.chunks, []
+                self.conn.body_consumed()
+                for c in chunks:
+                    yield c
+                continue
+            if body.complete:
+                return
+            loop = asyncio.get_running_loop()
+            body.waiter = loop.create_future()
+            try:
+                await body.waiter
+            finally:
+                body.waiter = None
+
+    # ------------------------------------------------------------------ responding
+
+    def _head_bytes(self, status: int, headers: list[tuple[str, str]], length: int | None) -> bytes:
+        """Build the response head; decides keep-alive and chunking for this response."""
+        settings = self.settings
+        if self.error_status and status == 200 and not self.head_sent:
+            status = self.error_status
+        self.status = status
+        keep = self.keep_alive and status not in CLOSING_STATUSES and not self.conn.closing_after_response
+        if self.has_body and not self.body.complete and not keep:
+            keep = False
+        chunked = False
+        bodiless = status in (204, 304) or status < 200
+        if length is None and not bodiless:
+            if self.http_minor >= 1 and settings.chunked_transfer_encoding:
+                chunked = True
+            else:
+                keep = False
+        self.keep_alive = keep
+        self._chunked_out = chunked and not self.head_only
+        out = hdr.build_head(self, status, headers, length, keep, chunked)
+        self.head_sent = True
+        return out
+
+    def respond(self, status: int, headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
+        """A whole response in one write."""
+        if self.finished or self.head_sent:
+            return
+        headers = headers if headers is not None else []
+        length: int | None = len(body)
+        for name, _value in headers:
+            if name.lower() == "content-length":
+                length = None
+                break
+        head = self._head_bytes(status, headers, length)
+        if self.head_only or status in (204, 304):
+            body = b""
+        self.bytes_sent += len(head) + len(body)
+        self.body_bytes_sent += len(body)
+        self.conn.write(head + body if body else head)
+        self._finish()
+
+    def respond_prebuilt(self, status: int, header_block: bytes, body: bytes, length: int) -> None:
+        """Fast path for cached static files: header_block holds the entity headers (CRLF-terminated)."""
+        if self.finished or self.head_sent:
+            return
+        head = hdr.build_head_prebuilt(self, status, header_block, length)
+        self.head_sent = True
+        if self.head_only:
+            body = b""
+        self.bytes_sent += len(head) + len(body)
+        self.body_bytes_sent += len(body)
+        self.conn.write(head + body if body else head)
+        self._finish()
+
+    def start(self, status: int, headers: list[tuple[str, str]], content_length: int | None) -> None:
+        """Send the response head now; the body follows with write()/sendfile() and end()."""
+        head = self._head_bytes(status, headers, content_length)
+        self.bytes_sent += len(head)
+        self.conn.write(head)
+
+    def write(self, data: bytes) -> None:
+        if self.head_only or not data or self.finished:
+            return
+        n = len(data)
+        self.body_bytes_sent += n
+        if self._chunked_out:
+            frame = b"%x\r\n" % n
+            self.bytes_sent += n + len(frame) + 2
+            self.conn.writelines((frame, data, b"\r\n"))
+        else:
+            self.bytes_sent += n
+            self.conn.write(data)
+
+    async def drain(self) -> None:
+        await self.conn.drain()
+        if self.client_closed:
+            raise ConnectionResetError("client closed the connection")
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> None:
+        if self.head_only or count <= 0:
+            return
+        sent = await self.conn.sendfile(fd, offset, count)
+        self.bytes_sent += sent
+        self.body_bytes_sent += sent
+        if sent < count:
+            raise ConnectionResetError("client closed the connection during sendfile")
+
+    def end(self) -> None:
+        if self.finished:
+            return
+        if self._chunked_out:
+            self.bytes_sent += 5
+            self.conn.write(b"0\r\n\r\n")
+        self._finish()
+
+    def abort(self) -> None:
+        """Close the client connection now: the client sees a truncated response."""
+        if self.finished:
+            return
+        if not self.status:
+            self.status = 499 if self.client_closed else 502
+        self.keep_alive = False
+        self.finished = True
+        self.end_time = time.monotonic()
+        self.conn.request_done(self, abort=True)
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.end_time = time.monotonic()
+        self.conn.request_done(self)
+
+    # ------------------------------------------------------------------ errors and redirects
+
+    def send_error(self, status: int) -> None:
+        """nginx's special response: error_page if configured, else the built-in page."""
+        if self.finished:
+            return
+        if self.head_sent:
+            self.abort()
+            return
+        if status in CLOSING_STATUSES:
+            self.keep_alive = False
+        if not self.in_error_page or self.settings.recursive_error_pages:
+            for code, uri, override in self.settings.error_page:
+                if code == status:
+                    self._error_page(status, uri, override)
+                    return
+        self._builtin_error(status)
+
+    def _builtin_error(self, status: int) -> None:
+        body = error_page_body(status, self.settings.server_tokens)
+        headers = [("Content-Type", "text/html")] if body else []
+        if status == 405 and False:  # nginx sends no Allow header for its 405
+            pass
+        self.out_headers = []
+        self.respond(status, headers, body)
+
+    def _error_page(self, status: int, uri: str, override: int | None) -> None:
+        from pyginx.http.variables import compile_template
+
+        target = compile_template(uri)(self) if "$" in uri else uri
+        self.in_error_page = True
+        if target.startswith("@"):
+            self.error_status = override if override is not None else status
+            self.conn.ctx.dispatch_named(self, target[1:])
+            return
+        if target.startswith(("http://", "https://")) or not target.startswith("/"):
+            code = override if override in (301, 302, 303, 307, 308) else 302
+            self.redirect(code, target)
+            return
+        self.error_status = override if override is not None else status
+        if self.method != "HEAD":
+            self.method = "GET"
+        path, _, args = target.partition("?")
+        self.internal_redirect(path, args if args else None)
+
+    def internal_redirect(self, uri: str, args: str | None = None) -> None:
+        """Run location matching again for `uri` (index, try_files, error_page)."""
+        self.redirects += 1
+        if self.redirects > MAX_INTERNAL_REDIRECTS:
+            self.log_error("error", f'rewrite or internal redirection cycle while internally redirecting to "{uri}"')
+            self.error_status = 0
+            self.in_error_page = True
+            self._builtin_error(500)
+            return
+        self.uri = uri
+        if args is not None:
+            self.args = args
+        self.internal = True
+        self.conn.ctx.dispatch(self)
+
+    def redirect(self, status: int, location: str) -> None:
+        """A redirect with nginx's Location rules (absolute_redirect, port_in_redirect)."""
+        self.respond(
+            status,
+            [("Content-Type", "text/html"), ("Location", self.absolute_location(location))],
+            error_page_body(status, self.settings.server_tokens),
+        )
+
+    def absolute_location(self, location: str) -> str:
+        if not location.startswith("/") or not self.settings.absolute_redirect:
+            return location
+        s = self.settings
+        if s.server_name_in_redirect and self.server.primary_name:
+            host = self.server.primary_name
+        else:
+            host = self.host or self.server.primary_name or self.conn.server_addr
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        port = self.conn.server_port
+        suffix = f":{port}" if s.port_in_redirect and port and port != 80 else ""
+        return f"http://{host}{suffix}{location}"
+
+    # ------------------------------------------------------------------ misc
+
+    def take_over(self) -> tuple[asyncio.Transport, Any]:
+        """Hand the raw client transport to a handler (Upgrade tunnels); see HttpConnection.detach."""
+        return self.conn.detach(self)
+
+    def file_path_hint(self) -> str:
+        return os.path.join(self.settings.root, self.uri.lstrip("/"))

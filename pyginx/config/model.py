@@ -391,3 +391,4 @@ class MainConfig:
     http: Http | None = None
     source_text: str = ""  # the raw file, for -T
     extra_files: tuple[tuple[str, str], ...] = field(default=())  # (path, text) of included files, for -T
+    warnings: tuple[str, ...] = ()  # nginx's [warn]-level findings (conflicting server name ...), for -t

@@ -1,0 +1,263 @@
+"""Walk the YAML tree block by block and build the frozen model.
+
+Order matters in three places, and this module owns it: `log_format` is read before any `access_log`
+of the http level (access_log must name a known format); `upstreams` are read before `servers`
+(`proxy_pass http://app` must find the block `app`); a location's match is read before its
+directives (`proxy_pass` checks whether it stands in a regex or named location).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from pyginx.config import directives, listen, locations, logs, merge, upstream
+from pyginx.config.directives import Target
+from pyginx.config.model import (
+    AccessLog,
+    ErrorLog,
+    Events,
+    Http,
+    HttpSettings,
+    Location,
+    MainConfig,
+    Server,
+    SourcePos,
+)
+from pyginx.config.parsers import Fields
+from pyginx.config.values import Context, Env, LocationHead, Val, check_duplicates
+from pyginx.config.yamlload import YMap, YNode, YScalar, YSeq, load_yaml
+from pyginx.errors import ConfigError
+
+# read before the rest of their block, whatever the order in the file
+_FIRST = ("log_format",)
+
+
+@dataclass
+class Block:
+    """One block's own directives, sorted by target, and its nested blocks (not yet walked)."""
+
+    fields: dict[Target, Fields] = field(default_factory=dict)
+    blocks: dict[str, tuple[YScalar, YNode]] = field(default_factory=dict)
+
+    def of(self, target: Target) -> Fields:
+        return self.fields.get(target, {})
+
+
+def _as_map(node: YNode, what: str, env: Env, line: int | None = None) -> YMap:
+    if isinstance(node, YMap):
+        return node
+    if isinstance(node, YScalar) and node.value is None:
+        return YMap([], node.line)  # `events:` with nothing under it is an empty block
+    raise ConfigError(f"{what} must be a mapping of directives", env.file, line or node.line)
+
+
+def read_block(node: YMap, context: Context, env: Env) -> Block:
+    check_duplicates(node, env.file, lambda k: f'"{k}" directive is duplicate')
+    block = Block()
+    items = sorted(node.items, key=lambda kv: kv[0].raw not in _FIRST)  # stable: file order otherwise
+    for key, value in items:
+        name = key.raw
+        entry = directives.lookup(name, context, env.file, key.line)
+        if entry.target == "block":
+            block.blocks[name] = (key, value)
+            continue
+        if name in ("root", "alias") and context == "location":
+            other = "alias" if name == "root" else "root"
+            if other in node._index:
+                first, second = sorted((name, other), key=lambda n: _line_of(node, n))
+                raise ConfigError(
+                    f'"{second}" directive is duplicate, "{first}" directive was specified earlier',
+                    env.file,
+                    _line_of(node, second),
+                )
+        assert entry.parse is not None
+        got = entry.parse(Val(name, value, key.line, env.file), env)
+        target = block.fields.setdefault(entry.target, {})
+        if entry.target == "upstream" and "balancer" in got and "balancer" in target:
+            raise ConfigError("load balancing method redefined", env.file, key.line)
+        target.update(got)
+    return block
+
+
+def _line_of(node: YMap, name: str) -> int:
+    return next(k.line for k, _ in node.items if k.raw == name)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def load(path: str, prefix: str) -> MainConfig:
+    prefix = os.path.abspath(prefix)
+    # a relative -c is relative to the prefix, as in nginx
+    file = os.path.normpath(os.path.join(prefix, path))
+    root, text = load_yaml(file)
+    env = Env(file=file, prefix=prefix, log_formats={"combined": logs.COMBINED})
+    defaults: Fields = {
+        "pid": env.path("logs/pyginx.pid"),
+        "error_log": ErrorLog(path=env.path("logs/error.log"), level="error"),
+    }
+    if root is None:
+        return MainConfig(file=file, prefix=prefix, source_text=text, **defaults)
+    main = read_block(_as_map(root, "the configuration", env), "main", env)
+    events = Events()
+    if "events" in main.blocks:
+        key, node = main.blocks["events"]
+        env.context = "events"
+        events = Events(**read_block(_as_map(node, '"events"', env, key.line), "events", env).of("events"))
+    http: Http | None = None
+    warnings: list[str] = []
+    if "http" in main.blocks:
+        key, node = main.blocks["http"]
+        http = _http(_as_map(node, '"http"', env, key.line), env, warnings)
+    return MainConfig(
+        file=file,
+        prefix=prefix,
+        events=events,
+        http=http,
+        source_text=text,
+        warnings=tuple(warnings),
+        **{**defaults, **main.of("main")},
+    )
+
+
+def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
+    env.context = "http"
+    block = read_block(node, "http", env)
+    if "upstreams" in block.blocks:
+        _upstreams(*block.blocks["upstreams"], env)
+    base = HttpSettings(
+        root=env.path("html"),
+        access_log=(AccessLog(path=env.path("logs/access.log"), format_name="combined"),),
+    )
+    settings = merge.apply(base, block.of("settings"))
+    servers: list[Server] = []
+    if "servers" in block.blocks:
+        key, snode = block.blocks["servers"]
+        items = snode.items if isinstance(snode, YSeq) else [snode]
+        for item in items:
+            servers.append(_server(_as_map(item, "a server", env), settings, env))
+    _check_servers(servers, env, warnings)
+    http_fields = block.of("http")
+    return Http(
+        settings=settings,
+        servers=tuple(servers),
+        upstreams=dict(env.upstreams),
+        log_formats=dict(env.log_formats),
+        **{k: v for k, v in http_fields.items() if k != "log_formats"},
+    )
+
+
+def _upstreams(key: YScalar, node: YNode, env: Env) -> None:
+    ups = _as_map(node, '"upstreams"', env, key.line)
+    check_duplicates(ups, env.file, lambda k: f'duplicate upstream "{k}"')
+    for name_key, body in ups.items:
+        env.context = "upstream"
+        name = name_key.raw
+        block = read_block(_as_map(body, f'upstream "{name}"', env, name_key.line), "upstream", env)
+        val = Val("upstream", body, name_key.line, env.file)
+        env.upstreams[name] = upstream.finish_upstream(name, dict(block.of("upstream")), val)
+
+
+def _server(node: YMap, http: HttpSettings, env: Env) -> Server:
+    env.context = "server"
+    env.location = None
+    block = read_block(node, "server", env)
+    settings = merge.apply(http, block.of("settings"))
+    pos = SourcePos(env.file, node.line)
+    locs: tuple[Location, ...] = ()
+    if "locations" in block.blocks:
+        locs = _locations(*block.blocks["locations"], settings, settings, None, env)
+    own = block.of("server")
+    listen_addrs = own.get("listen") or (listen.default_listen(pos),)
+    names = own.get("server_names") or ("",)
+    return Server(listen=listen_addrs, server_names=names, settings=settings, locations=locs, pos=pos)
+
+
+def _locations(
+    key: YScalar,
+    node: YNode,
+    parent: HttpSettings,
+    server: HttpSettings,
+    parent_head: LocationHead | None,
+    env: Env,
+) -> tuple[Location, ...]:
+    if isinstance(node, YScalar) and node.value is None:
+        return ()
+    if not isinstance(node, YSeq):
+        raise ConfigError('"locations" must be a list of location blocks', env.file, key.line)
+    out: list[Location] = []
+    seen: set[tuple[str, str]] = set()
+    for item in node.items:
+        loc = _location(_as_map(item, "a location", env), parent, server, parent_head, env)
+        dup = locations.duplicate_key(_head_of(loc))
+        if dup is not None:
+            if dup in seen:
+                raise ConfigError(
+                    f'duplicate location "{loc.name}"', env.file, loc.pos.line if loc.pos else item.line
+                )
+            seen.add(dup)
+        out.append(loc)
+    return tuple(out)
+
+
+def _head_of(loc: Location) -> LocationHead:
+    return LocationHead(loc.modifier, loc.match)
+
+
+def _location(
+    node: YMap, parent: HttpSettings, server: HttpSettings, parent_head: LocationHead | None, env: Env
+) -> Location:
+    check_duplicates(node, env.file, lambda k: f'"{k}" directive is duplicate')
+    match_node = node.get("location")
+    if match_node is None:
+        raise ConfigError('a location block needs a "location" key', env.file, node.line)
+    line = _line_of(node, "location")
+    mval = Val("location", match_node, line, env.file)
+    head, regex = locations.parse_head(mval)
+    locations.check_nesting(mval, head, parent_head)
+    env.context = "location"
+    env.location = head
+    block = read_block(node, "location", env)
+    settings = merge.apply_location(parent, server, block.of("settings"))
+    nested: tuple[Location, ...] = ()
+    if "locations" in block.blocks:
+        nested = _locations(*block.blocks["locations"], settings, server, head, env)
+    env.location = parent_head
+    return Location(
+        modifier=head.modifier,
+        match=head.match,
+        settings=settings,
+        pos=SourcePos(env.file, line),
+        regex=regex,
+        locations=nested,
+    )
+
+
+def _check_servers(servers: list[Server], env: Env, warnings: list[str]) -> None:
+    """One default_server per address (an error); one server per name per address (a warning)."""
+    defaults: set[tuple[str, int, str | None]] = set()
+    names: set[tuple[tuple[str, int, str | None], str]] = set()
+    for server in servers:
+        for la in server.listen:
+            if la.default_server:
+                if la.key in defaults:
+                    raise ConfigError(
+                        f"a duplicate default server for {la}", env.file, la.pos.line if la.pos else None
+                    )
+                defaults.add(la.key)
+            for name in server.server_names:
+                if (la.key, name) in names:
+                    warnings.append(f'conflicting server name "{name}" on {la}, ignored')
+                names.add((la.key, name))
+
+
+def dump(cfg: MainConfig) -> str:
+    """`-T`: every configuration file, each headed as nginx heads it."""
+    parts = [(cfg.file, cfg.source_text), *cfg.extra_files]
+    out = []
+    for path, text in parts:
+        out.append(f"# configuration file {path}:\n{text}")
+        if not text.endswith("\n"):
+            out.append("\n")
+    return "".join(out)

@@ -1,0 +1,266 @@
+"""Upstream blocks, their `server` lines, and `proxy_pass` (which names a block or makes one).
+
+Names are resolved once, at load time, as nginx does without a `resolver`: a name with several
+addresses becomes several servers; a name that does not resolve is `host not found in upstream`.
+A `proxy_pass http://host:port` that names no block gets an implicit one-server upstream registered
+under "host:port", so the proxy always talks to an `Upstream`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pyginx.config import resolve
+from pyginx.config.model import HealthCheck, ProxyPass, Upstream, UpstreamServer
+from pyginx.config.parsers import Fields, arg_flag, arg_number, arg_time
+from pyginx.config.units import parse_number, parse_time
+from pyginx.config.values import Env, Val
+from pyginx.config.yamlload import YMap, YScalar
+
+# balancers that pick by key or at random have no notion of a backup tier (nginx refuses it too)
+_NO_BACKUP = ("ip_hash", "hash", "random")
+
+
+def _host_port(text: str, default_port: int | None) -> tuple[str, int | None, bool]:
+    """ "h:81" -> ("h", 81, True), "[::1]:81" -> ("::1", 81, True), "h" -> ("h", default, False).
+
+    Raises ValueError for a malformed port.
+    """
+    m = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?", text)
+    if m is not None:
+        host, port_text = m.group(1), m.group(2)
+    else:
+        host, sep, port_text_ = text.rpartition(":")
+        if not sep:
+            host, port_text = text, None
+        else:
+            port_text = port_text_
+    if port_text is None:
+        return host, default_port, False
+    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(port_text)
+    return host, int(port_text), True
+
+
+def _addr_text(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_server_line(val: Val, env: Env) -> tuple[list[UpstreamServer], int | None]:
+    """One `server` line -> its servers (one per resolved address) and the line of `backup`, if any."""
+    args = val.args()
+    addr = args[0]
+    opts: Fields = {}
+    backup_line: int | None = None
+    for arg in args[1:]:
+        # nginx words every bad server parameter the same way: invalid parameter "weight=0"
+        name, eq, value = arg.text.partition("=")
+        parsed: object = None
+        if name in ("weight", "max_fails", "max_conns") and eq:
+            parsed = parse_number(value)
+            if name == "weight" and parsed == 0:
+                parsed = None
+        elif name == "fail_timeout" and eq:
+            parsed = parse_time(value, seconds_only=True)
+        elif name in ("backup", "down") and not eq:
+            parsed = True
+            if name == "backup":
+                backup_line = arg.line
+        if parsed is None:
+            raise val.invalid_param(arg)
+        opts[name] = parsed
+    if addr.text.startswith("unix:"):
+        path = env.path(addr.text[5:])
+        return [UpstreamServer(host=addr.text, port=0, address=None, unix=path, **opts)], backup_line
+    try:
+        host, port, _ = _host_port(addr.text, 80)
+    except ValueError as exc:
+        raise val.error(f'invalid port in upstream "{addr.text}"', addr.line) from exc
+    assert port is not None
+    try:
+        found = resolve.addresses(host, port)
+    except OSError as exc:
+        raise val.error(f'host not found in upstream "{addr.text}"', addr.line) from exc
+    servers = [UpstreamServer(host=host, port=port, address=a, **opts) for a in found]
+    return servers, backup_line
+
+
+def p_servers(val: Val, env: Env) -> Fields:
+    servers: list[UpstreamServer] = []
+    backup_line: int | None = None
+    for entry in val.entries():
+        found, line = parse_server_line(entry, env)
+        servers.extend(found)
+        if backup_line is None:
+            backup_line = line
+    return {"servers": tuple(servers), "_backup_line": backup_line}
+
+
+def _balancer(kind: str) -> Fields:
+    return {"balancer": kind}
+
+
+def p_least_conn(val: Val, env: Env) -> Fields:
+    return _balancer("least_conn") if arg_flag(val, val.one()) else {}
+
+
+def p_ip_hash(val: Val, env: Env) -> Fields:
+    return _balancer("ip_hash") if arg_flag(val, val.one()) else {}
+
+
+def p_hash(val: Val, env: Env) -> Fields:
+    args = val.args()
+    if len(args) > 2:
+        raise val.nargs()
+    if len(args) == 2 and args[1].text != "consistent":
+        raise val.invalid_param(args[1])
+    return {"balancer": "hash", "hash_key": args[0].text, "hash_consistent": len(args) == 2}
+
+
+def p_random(val: Val, env: Env) -> Fields:
+    """`random: true`, `random: two`, `random: two least_conn` (nginx's only method for two)."""
+    args = val.args()
+    if len(args) == 1 and args[0].text in ("on", "off"):
+        return _balancer("random") if args[0].text == "on" else {}
+    if args[0].text != "two" or len(args) > 2 or (len(args) == 2 and args[1].text != "least_conn"):
+        raise val.invalid_param(args[-1] if args[0].text == "two" else args[0])
+    return {"balancer": "random", "random_two": True}
+
+
+def p_keepalive(val: Val, env: Env) -> Fields:
+    arg = val.one()
+    if arg.text == "off":  # pyginx: nginx >= 1.29.7 keeps alive by default; this turns it off
+        return {"keepalive": 0}
+    return {"keepalive": arg_number(val, arg)}
+
+
+_HEALTH_KEYS = ("interval", "uri", "status", "fails", "passes", "timeout")
+
+
+def p_health_check(val: Val, env: Env) -> Fields:
+    """pyginx extension: `health_check: true` or {interval, uri, status, fails, passes, timeout}."""
+    node = val.node
+    if isinstance(node, YScalar):
+        return {"health_check": HealthCheck() if arg_flag(val, val.one()) else None}
+    if not isinstance(node, YMap):
+        raise val.nargs()
+    hc: Fields = {}
+    for key, vnode in val.mapping():
+        sub = Val(f"health_check {key.raw}", vnode, key.line, val.file)
+        if key.raw in ("interval", "timeout"):
+            hc[key.raw] = arg_time(sub, sub.one())
+            if hc[key.raw] == 0:
+                raise sub.invalid(sub.one())
+        elif key.raw in ("fails", "passes"):
+            hc[key.raw] = arg_number(sub, sub.one(), minimum=1)
+        elif key.raw == "uri":
+            uri = sub.one()
+            if not uri.text.startswith("/"):
+                raise sub.invalid(uri)
+            hc["uri"] = uri.text
+        elif key.raw == "status":
+            codes = []
+            for arg in sub.args():
+                code = arg_number(sub, arg)
+                if not 100 <= code <= 599:
+                    raise sub.invalid(arg)
+                codes.append(code)
+            hc["status"] = tuple(codes)
+        else:
+            raise val.error(
+                f'invalid parameter "{key.raw}" in "health_check", expected one of '
+                + ", ".join(_HEALTH_KEYS),
+                key.line,
+            )
+    return {"health_check": HealthCheck(**hc)}
+
+
+def finish_upstream(name: str, fields: Fields, val: Val) -> Upstream:
+    """Check the block as a whole (servers present, backup allowed) and build it."""
+    backup_line = fields.pop("_backup_line", None)
+    if "servers" not in fields or not fields["servers"]:
+        raise val.error("no servers are inside upstream")
+    balancer = fields.get("balancer", "round_robin")
+    if backup_line is not None and balancer in _NO_BACKUP:
+        assert isinstance(backup_line, int)
+        raise val.error('invalid parameter "backup"', backup_line)
+    return Upstream(name=name, pos=val.pos, **fields)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# proxy_pass
+
+
+def p_proxy_pass(val: Val, env: Env) -> Fields:
+    arg = val.one()
+    text = arg.text
+    if text.startswith("https://"):
+        raise val.error(f'"https" in "proxy_pass" is not supported: pyginx has no TLS ("{text}")', arg.line)
+    has_vars = "$" in text
+    if not text.startswith("http://"):
+        if has_vars and text.startswith("$"):
+            # the whole URL is a variable: nothing to check until a request supplies it
+            return {
+                "proxy_pass": ProxyPass(scheme="http", host=text, port=None, uri=None, has_variables=True)
+            }
+        raise val.error(f'invalid URL prefix in "{text}"', arg.line)
+    rest = text[len("http://") :]
+    loc = env.location
+
+    def check_uri(uri: str | None) -> None:
+        if uri is not None and loc is not None and loc.modifier in ("~", "~*", "@") and not has_vars:
+            raise val.error(
+                '"proxy_pass" cannot have URI part in location given by regular expression, or inside '
+                'named location, or inside "if" statement, or inside "limit_except" block',
+                arg.line,
+            )
+
+    if rest.startswith("unix:"):
+        path, sep, uri_part = rest[5:].partition(":")
+        if not path:
+            raise val.error(f'no path in the unix domain socket "{text}"', arg.line)
+        uri = uri_part if sep else None
+        check_uri(uri)
+        path = env.path(path)
+        key = f"unix:{path}"
+        if key not in env.upstreams and not has_vars:
+            server = UpstreamServer(host=key, port=0, address=None, unix=path)
+            env.upstreams[key] = Upstream(name=key, servers=(server,), implicit=True, pos=val.pos)
+        return {
+            "proxy_pass": ProxyPass(
+                scheme="http",
+                host="unix:" + path,
+                port=None,
+                uri=uri,
+                upstream=None if has_vars else key,
+                unix=path,
+                has_variables=has_vars,
+            )
+        }
+
+    slash = rest.find("/")
+    hostport, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
+    if not hostport:
+        raise val.error(f'no host in "{text}"', arg.line)
+    check_uri(uri)
+    if has_vars:
+        return {"proxy_pass": ProxyPass(scheme="http", host=hostport, port=None, uri=uri, has_variables=True)}
+    try:
+        host, port, explicit_port = _host_port(hostport, 80)
+    except ValueError as exc:
+        raise val.error(f'invalid port in upstream "{hostport}"', arg.line) from exc
+    assert port is not None
+    block = env.upstreams.get(host)
+    if block is not None and not block.implicit:
+        if explicit_port:
+            raise val.error(f'upstream "{host}" may not have port {port}', arg.line)
+        return {"proxy_pass": ProxyPass(scheme="http", host=host, port=None, uri=uri, upstream=host)}
+    key = _addr_text(host, port)
+    if key not in env.upstreams:
+        try:
+            found = resolve.addresses(host, port)
+        except OSError as exc:
+            raise val.error(f'host not found in upstream "{hostport}"', arg.line) from exc
+        servers = tuple(UpstreamServer(host=host, port=port, address=a) for a in found)
+        env.upstreams[key] = Upstream(name=key, servers=servers, implicit=True, pos=val.pos)
+    return {"proxy_pass": ProxyPass(scheme="http", host=host, port=port, uri=uri, upstream=key)}

@@ -75,6 +75,7 @@ class HttpConnection(asyncio.Protocol):
         self._method_override: str | None = None
         self._method_stash: bytes | None = None
         self._completed_in_feed = 0
+        self._line_prefix: bytes | None = b""  # see data_received
         self._dispatching = False
         self._dispatch_again = False
         self._linger_until = 0.0
@@ -179,7 +180,7 @@ class HttpConnection(asyncio.Protocol):
             self._method_stash = None
             self.parser = self._new_parser()
             self.cur = None
-        started_fresh = self.cur is None
+        prefix = self._line_prefix
         self._completed_in_feed = 0
         try:
             self.parser.feed_data(data)
@@ -188,7 +189,7 @@ class HttpConnection(asyncio.Protocol):
             self._upgrade_pending = bytearray(data[offset:])
             return
         except httptools.HttpParserInvalidMethodError:
-            if started_fresh and self._completed_in_feed == 0 and self._retry_unknown_method(data):
+            if prefix is not None and self._completed_in_feed == 0 and self._retry_unknown_method(prefix + data):
                 return
             self._parse_error(HttpError(400, "invalid method"))
             return
@@ -200,6 +201,16 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._parse_error(self._classify(str(exc)))
             return
+        # Bytes of a request line whose method is not finished yet are kept (a few dozen at most), so
+        # that a method llhttp does not know can be re-parsed once complete (see _retry_unknown_method).
+        if self._completed_in_feed or self._url_len or self._headers or self.active is not None:
+            self._line_prefix = b"" if self._completed_in_feed == 0 and self.cur is None else None
+            if self.cur is None and self.active is None:
+                self._line_prefix = b""
+        elif prefix is not None and len(prefix) + len(data) <= 64:
+            self._line_prefix = prefix + data
+        else:
+            self._line_prefix = None
         if self.state == HEAD:
             self._head_bytes += len(data)
             limit = self._header_limit()
@@ -214,7 +225,7 @@ class HttpConnection(asyncio.Protocol):
         parser.set_dangerous_leniencies(lenient_version=True)
         return parser
 
-    def _retry_unknown_method(self, data: bytes) -> bool:
+    def _retry_unknown_method(self, data: bytes) -> bool:  # noqa: C901
         """llhttp knows a fixed list of methods; nginx accepts any token of A-Z, `_` and `-`
         (and answers 405 where the handler does not support it). Re-parse such a request with a
         stand-in method and remember the real one."""
@@ -223,6 +234,7 @@ class HttpConnection(asyncio.Protocol):
         if space < 0:
             if len(stripped) < 32 and _METHOD_TOKEN.match(stripped) is not None or not stripped:
                 self._method_stash = data
+                self._line_prefix = b""  # the stash holds every byte of the line so far
                 self.parser = self._new_parser()
                 self.cur = None
                 self.state = HEAD
@@ -233,6 +245,7 @@ class HttpConnection(asyncio.Protocol):
             return False
         self.parser = self._new_parser()
         self.cur = None
+        self._line_prefix = None
         self._method_override = token.decode("ascii")
         self.data_received(b"GET" + stripped[space:])
         return True
@@ -461,6 +474,14 @@ class HttpConnection(asyncio.Protocol):
         self.parse_failed = True
         if self.cur is not None and self.cur in self.queue:
             return  # already queued by on_headers_complete with its error
+        if self.cur is not None and self.cur.finished:
+            # the body of a request already answered was malformed: nothing more to say, close
+            self.cur = None
+            if self.active is None:
+                self.close()
+            else:
+                self.closing_after_response = True
+            return
         req = self.cur if self.cur is not None and self.cur is not self.active else None
         if req is None:
             req = Request(self, "GET", "", 1)

@@ -65,6 +65,8 @@ def reason(status: int) -> str:
 def status_line(status: int) -> bytes:
     """`HTTP/1.1 200 OK\\r\\n`, cached per status."""
     line = _status_lines.get(status)
+    if line is None and status == 494:  # nginx's internal "header too large": 400 on the wire
+        line = _status_lines[494] = b"HTTP/1.1 400 Bad Request\r\n"
     if line is None:
         text = REASONS.get(status)
         line = (f"HTTP/1.1 {status} {text}\r\n" if text else f"HTTP/1.1 {status} \r\n").encode()

@@ -44,6 +44,14 @@ class _ParseAbort(Exception):
 
 
 class HttpConnection(asyncio.Protocol):
+    # Declared at class level so that type checkers see them across the request <-> connection cycle.
+    conn_id: int
+    client_addr: str
+    client_port: int
+    server_addr: str
+    server_port: int
+    requests: int
+
     def __init__(self, ctx: ServerContext, listen_key: tuple[str, int, str | None]) -> None:
         self.ctx = ctx
         self.listen_key = listen_key
@@ -93,6 +101,7 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = transport  # type: ignore[assignment]
+        assert self.transport is not None
         ctx = self.ctx
         self.conn_id = ctx.next_conn_id()
         peer = transport.get_extra_info("peername")
@@ -108,7 +117,7 @@ class HttpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._sock_fd = sock.fileno()
-        transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
+        self.transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
         ctx.connection_opened(self)
         self.state = WAIT_FIRST
         self.deadline = time.monotonic() + self.keepalive_conf.client_header_timeout

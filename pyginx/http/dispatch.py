@@ -6,6 +6,7 @@ before content handlers (internal locations, client_max_body_size), `return`, an
 from __future__ import annotations
 
 import asyncio
+import importlib
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -25,15 +26,15 @@ _REDIRECT_CODES = (301, 302, 303, 307, 308)
 
 
 def _static_handler() -> Handler:
-    from pyginx.handlers import static
-
-    return static.handle
+    module = importlib.import_module("pyginx.handlers.static")
+    handle: Handler = module.handle
+    return handle
 
 
 def _proxy_handler() -> Handler:
-    from pyginx.handlers import proxy
-
-    return proxy.handle
+    module = importlib.import_module("pyginx.handlers.proxy")
+    handle: Handler = module.handle
+    return handle
 
 
 class Dispatcher:

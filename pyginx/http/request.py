@@ -105,6 +105,23 @@ class Request:
         "__weakref__",
     )
 
+    # Declared here (not only in __init__) so that type checkers know them across import cycles.
+    conn: HttpConnection
+    method: str
+    request_uri: str
+    request_line: str
+    uri: str
+    args: str
+    http_minor: int
+    protocol: str
+    host: str
+    status: int
+    bytes_sent: int
+    body_bytes_sent: int
+    request_length: int
+    end_time: float
+    start_time: float
+
     def __init__(
         self, conn: HttpConnection, method: str, request_uri: str, http_minor: int, version: str = ""
     ) -> None:

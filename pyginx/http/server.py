@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import socket
 import time
 from typing import Any
@@ -238,7 +239,7 @@ def _start_health_checks(config: MainConfig, loop: asyncio.AbstractEventLoop) ->
     if config.http is None or not any(u.health_check for u in config.http.upstreams.values()):
         return None
     try:
-        from pyginx.upstream import health
+        health = importlib.import_module("pyginx.upstream.health")
     except ImportError:
         return None
     starter = getattr(health, "start_health_checks", None)

@@ -135,6 +135,8 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
     if "servers" in block.blocks:
         key, snode = block.blocks["servers"]
         items = snode.items if isinstance(snode, YSeq) else [snode]
+        if isinstance(snode, YScalar) and snode.value is None:
+            items = []  # `servers:` with nothing under it
         for item in items:
             servers.append(_server(_as_map(item, "a server", env), settings, env))
     _check_servers(servers, env, warnings)
@@ -194,7 +196,7 @@ def _locations(
         if dup is not None:
             if dup in seen:
                 raise ConfigError(
-                    f'duplicate location "{loc.name}"', env.file, loc.pos.line if loc.pos else item.line
+                    f'duplicate location "{loc.match}"', env.file, loc.pos.line if loc.pos else item.line
                 )
             seen.add(dup)
         out.append(loc)

@@ -83,7 +83,7 @@ def size(field: str) -> Parser:
 
 def time(field: str, seconds_only: bool = False) -> Parser:
     def parse(val: Val, env: Env) -> Fields:
-        return {field: arg_time(val, val.one(), seconds_only)}
+        return {field: arg_time(val, val.joined(), seconds_only)}
 
     return parse
 
@@ -228,9 +228,9 @@ def p_expires(val: Val, env: Env) -> Fields:
     modified = False
     if args[0].text == "modified":
         modified, args = True, args[1:]
-    if len(args) != 1:
+    if not args:
         raise val.nargs()
-    arg = args[0]
+    arg = Arg(" ".join(a.text for a in args), args[0].line)  # `expires: 1h 30m` needs no quotes
     if not modified and arg.text in ("off", "epoch", "max"):
         return {"expires": Expires(kind=arg.text)}  # type: ignore[arg-type]
     text, sign = arg.text, 1.0

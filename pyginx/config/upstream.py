@@ -148,9 +148,9 @@ def p_health_check(val: Val, env: Env) -> Fields:
     for key, vnode in val.mapping():
         sub = Val(f"health_check {key.raw}", vnode, key.line, val.file)
         if key.raw in ("interval", "timeout"):
-            hc[key.raw] = arg_time(sub, sub.one())
+            hc[key.raw] = arg_time(sub, sub.joined())
             if hc[key.raw] == 0:
-                raise sub.invalid(sub.one())
+                raise sub.invalid(sub.joined())
         elif key.raw in ("fails", "passes"):
             hc[key.raw] = arg_number(sub, sub.one(), minimum=1)
         elif key.raw == "uri":

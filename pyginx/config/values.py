@@ -93,6 +93,11 @@ class Val:
             raise self.nargs()
         return args[0]
 
+    def joined(self) -> Arg:
+        """All arguments as one, space-separated: a time may be written `1h 30m` without quotes."""
+        args = self.args()
+        return Arg(" ".join(a.text for a in args), args[0].line)
+
     def raw_string(self) -> Arg:
         """The value as one unsplit string (for `return` text, log formats and such)."""
         node = self.node

@@ -58,25 +58,36 @@ class FileInfo:
     body: bytes | None = None
     etag: str = ""
     last_modified: str = ""
-    # content type -> the 200 headers that depend only on the file (built once, reused)
-    headers: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # pre-encoded entity header blocks of 200 responses, keyed by what else goes into them
+    blocks: dict[tuple[str, bool, str, bool, bool], bytes] = field(default_factory=dict)
 
     @property
     def identity(self) -> tuple[int, int, int, int]:
         """What must stay equal for cached knowledge of the file to remain true."""
         return (self.mtime, self.size, self.ino, self.dev)
 
-    def file_headers(self, content_type: str, etag: bool) -> tuple[tuple[str, str], ...]:
-        """Content-Type, Last-Modified and (with `etag on`) ETag, cached per content type."""
-        key = content_type if etag else "\0" + content_type
-        built = self.headers.get(key)
-        if built is None:
-            hs = [("Content-Type", content_type), ("Last-Modified", self.last_modified)]
+    def header_block(
+        self, content_type: str, etag: bool, encoding: str = "", vary: bool = False, ranges: bool = True
+    ) -> bytes:
+        """The encoded entity headers of a full 200 (Content-Length and the rest come from the core):
+        Content-Type, Last-Modified, ETag (`etag on`), Content-Encoding, Vary, Accept-Ranges.
+        Built once per combination and kept with the file, so a cached response formats nothing."""
+        key = (content_type, etag, encoding, vary, ranges)
+        block = self.blocks.get(key)
+        if block is None:
+            lines = [f"Content-Type: {content_type}\r\n", f"Last-Modified: {self.last_modified}\r\n"]
             if etag:
-                hs.append(("ETag", self.etag))
-            built = tuple(hs)
-            self.headers[key] = built
-        return built
+                lines.append(f"ETag: {self.etag}\r\n")
+            if encoding:
+                lines.append(f"Content-Encoding: {encoding}\r\n")
+            if vary:
+                lines.append("Vary: Accept-Encoding\r\n")
+            if ranges:
+                lines.append("Accept-Ranges: bytes\r\n")
+            block = "".join(lines).encode("latin-1", "replace")
+            if len(self.blocks) < 16:
+                self.blocks[key] = block
+        return block
 
 
 def info_from_stat(path: str, st: os.stat_result, body: bytes | None = None) -> FileInfo:
@@ -256,7 +267,7 @@ class OpenFileCache:
         if cacheable and self.max > 0:
             if info.body is not None and uses < min_uses:
                 # Not yet popular enough to hold its bytes: remember the stat only.
-                light = replace(info, body=None, headers={})
+                light = replace(info, body=None, blocks={})
                 self._store(key, _Entry(light, None, now, now, uses))
             else:
                 self._store(key, _Entry(info, None, now, now, uses))

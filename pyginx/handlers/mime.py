@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from pyginx.config.model import HttpSettings
+
 # (type, extensions) in nginx's order. Where an extension appears twice the later line wins, as in
 # nginx's hash built from the file (it only warns about duplicates); none does in the shipped table.
 _NGINX_MIME_TYPES: tuple[tuple[str, str], ...] = (
@@ -142,10 +144,7 @@ def lookup(
     return _table(extra_types).get(ext.lower(), default_type)
 
 
-def content_type_for(
-    uri: str,
-    extra_types: tuple[tuple[str, str], ...] = (),
-    default_type: str = "text/plain",
-) -> str:
-    """Content type of the file a URI names, as ngx_http_set_content_type chooses it."""
-    return lookup(exten(uri), extra_types, default_type)
+def content_type_for(uri: str, settings: HttpSettings) -> str:
+    """Content type of the file a URI names under a location's `types` and `default_type`, as
+    ngx_http_set_content_type chooses it (also used by the core for `return` texts)."""
+    return lookup(exten(uri), settings.types, settings.default_type)

@@ -134,7 +134,7 @@ class Dispatcher:
             else:
                 req.respond(code, [], b"")
             return
-        text = compile_template(ret.text)(req) if "$" in ret.text else ret.text
+        text = _template(ret.text)(req) if "$" in ret.text else ret.text
         if code in _REDIRECT_CODES:
             req.redirect(code, text)
             return
@@ -143,6 +143,17 @@ class Dispatcher:
     @staticmethod
     def log_traceback(message: str) -> None:
         error_log().log("alert", message)
+
+
+_templates: dict[str, Callable[[Request], str]] = {}
+
+
+def _template(text: str) -> Callable[[Request], str]:
+    """Compiled once per distinct template text (configurations hold few)."""
+    found = _templates.get(text)
+    if found is None:
+        found = _templates[text] = compile_template(text)
+    return found
 
 
 def _content_type(req: Request) -> str:

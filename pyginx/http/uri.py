@@ -8,7 +8,13 @@ system unchanged.
 
 from __future__ import annotations
 
+import re
+
 from pyginx.errors import HttpError
+
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_PLAIN_HOST = re.compile(r"[a-z0-9.\-]+(?::[0-9]+)?")
+_host_cache: dict[str, str] = {}
 
 _HEX = "0123456789abcdefABCDEF"
 
@@ -100,14 +106,23 @@ def normalize_path(raw_path: str, merge_slashes: bool = True) -> str:
     """The raw path of a request-target -> nginx's $uri (decoded, dot segments resolved)."""
     if not raw_path.startswith("/"):
         raise HttpError(400, "invalid request-target")
-    for ch in raw_path:
-        if ch <= " " or ch == "\x7f":
-            raise HttpError(400, "invalid character in URI")
+    if _CONTROL.search(raw_path) is not None:
+        raise HttpError(400, "invalid character in URI")
     return remove_dot_segments(percent_decode(raw_path), merge_slashes)
 
 
 def validate_host(value: str) -> str:
     """nginx's ngx_http_validate_host: lower-case, drop the port and a trailing dot; 400 if invalid."""
+    cached = _host_cache.get(value)
+    if cached is not None:
+        return cached
+    host = _validate_host(value)
+    if len(_host_cache) < 256:  # clients send few distinct Host values; bound it anyway
+        _host_cache[value] = host
+    return host
+
+
+def _validate_host(value: str) -> str:
     host = value.strip().lower()
     if host.startswith("["):
         end = host.find("]")

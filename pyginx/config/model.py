@@ -124,6 +124,7 @@ class ProxyPass:
     upstream: str | None = None  # name of the `upstreams` block this resolves to (explicit or implicit)
     unix: str | None = None
     has_variables: bool = False  # proxy_pass with $variables: resolved per request
+    url: str = ""  # the argument as written; with has_variables the proxy expands and parses this per request
 
     @property
     def proxy_host(self) -> str:

@@ -9,12 +9,13 @@ under "host:port", so the proxy always talks to an `Upstream`.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from pyginx.config import resolve
 from pyginx.config.model import HealthCheck, ProxyPass, Upstream, UpstreamServer
 from pyginx.config.parsers import Fields, arg_flag, arg_number, arg_time
 from pyginx.config.units import parse_number, parse_time
-from pyginx.config.values import Env, Val
+from pyginx.config.values import Arg, Env, Val
 from pyginx.config.yamlload import YMap, YScalar
 
 # balancers that pick by key or at random have no notion of a backup tier (nginx refuses it too)
@@ -193,6 +194,10 @@ def finish_upstream(name: str, fields: Fields, val: Val) -> Upstream:
 
 def p_proxy_pass(val: Val, env: Env) -> Fields:
     arg = val.one()
+    return {"proxy_pass": replace(_proxy_pass(val, env, arg), url=arg.text)}
+
+
+def _proxy_pass(val: Val, env: Env, arg: Arg) -> ProxyPass:
     text = arg.text
     if text.startswith("https://"):
         raise val.error(f'"https" in "proxy_pass" is not supported: pyginx has no TLS ("{text}")', arg.line)
@@ -200,9 +205,7 @@ def p_proxy_pass(val: Val, env: Env) -> Fields:
     if not text.startswith("http://"):
         if has_vars and text.startswith("$"):
             # the whole URL is a variable: nothing to check until a request supplies it
-            return {
-                "proxy_pass": ProxyPass(scheme="http", host=text, port=None, uri=None, has_variables=True)
-            }
+            return ProxyPass(scheme="http", host=text, port=None, uri=None, has_variables=True)
         raise val.error(f'invalid URL prefix in "{text}"', arg.line)
     rest = text[len("http://") :]
     loc = env.location
@@ -226,17 +229,15 @@ def p_proxy_pass(val: Val, env: Env) -> Fields:
         if key not in env.upstreams and not has_vars:
             server = UpstreamServer(host=key, port=0, address=None, unix=path)
             env.upstreams[key] = Upstream(name=key, servers=(server,), implicit=True, pos=val.pos)
-        return {
-            "proxy_pass": ProxyPass(
-                scheme="http",
-                host="unix:" + path,
-                port=None,
-                uri=uri,
-                upstream=None if has_vars else key,
-                unix=path,
-                has_variables=has_vars,
-            )
-        }
+        return ProxyPass(
+            scheme="http",
+            host="unix:" + path,
+            port=None,
+            uri=uri,
+            upstream=None if has_vars else key,
+            unix=path,
+            has_variables=has_vars,
+        )
 
     slash = rest.find("/")
     hostport, uri = (rest, None) if slash < 0 else (rest[:slash], rest[slash:])
@@ -244,7 +245,7 @@ def p_proxy_pass(val: Val, env: Env) -> Fields:
         raise val.error(f'no host in "{text}"', arg.line)
     check_uri(uri)
     if has_vars:
-        return {"proxy_pass": ProxyPass(scheme="http", host=hostport, port=None, uri=uri, has_variables=True)}
+        return ProxyPass(scheme="http", host=hostport, port=None, uri=uri, has_variables=True)
     try:
         host, port, explicit_port = _host_port(hostport, 80)
     except ValueError as exc:
@@ -254,7 +255,7 @@ def p_proxy_pass(val: Val, env: Env) -> Fields:
     if block is not None and not block.implicit:
         if explicit_port:
             raise val.error(f'upstream "{host}" may not have port {port}', arg.line)
-        return {"proxy_pass": ProxyPass(scheme="http", host=host, port=None, uri=uri, upstream=host)}
+        return ProxyPass(scheme="http", host=host, port=None, uri=uri, upstream=host)
     key = _addr_text(host, port)
     if key not in env.upstreams:
         try:
@@ -263,4 +264,4 @@ def p_proxy_pass(val: Val, env: Env) -> Fields:
             raise val.error(f'host not found in upstream "{hostport}"', arg.line) from exc
         servers = tuple(UpstreamServer(host=host, port=port, address=a) for a in found)
         env.upstreams[key] = Upstream(name=key, servers=servers, implicit=True, pos=val.pos)
-    return {"proxy_pass": ProxyPass(scheme="http", host=host, port=port, uri=uri, upstream=key)}
+    return ProxyPass(scheme="http", host=host, port=port, uri=uri, upstream=key)

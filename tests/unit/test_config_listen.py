@@ -25,7 +25,9 @@ def _fake_dns(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def server(tmp_path: Path, body: str) -> Server:
     conf = tmp_path / "p.yaml"
-    conf.write_text("http:\n  servers:\n    - " + textwrap.indent(textwrap.dedent(body).strip(), "      ")[6:] + "\n")
+    conf.write_text(
+        "http:\n  servers:\n    - " + textwrap.indent(textwrap.dedent(body).strip(), "      ")[6:] + "\n"
+    )
     cfg = load_config(str(conf), str(tmp_path))
     assert cfg.http is not None
     return cfg.http.servers[0]
@@ -54,8 +56,9 @@ def test_addresses(tmp_path: Path, value: str, expected: list[tuple[str, int]]) 
 def test_parameters(tmp_path: Path) -> None:
     s = server(tmp_path, "listen: '[::1]:8080 default_server reuseport backlog=1024 ipv6only=off'")
     (la,) = s.listen
-    assert la == ListenAddr(host="::1", port=8080, default_server=True, reuseport=True, backlog=1024,
-                            ipv6only=False, pos=la.pos)
+    assert la == ListenAddr(
+        host="::1", port=8080, default_server=True, reuseport=True, backlog=1024, ipv6only=False, pos=la.pos
+    )
     assert la.pos is not None and la.pos.line == 3
     assert str(la) == "[::1]:8080"
     assert server(tmp_path, "listen: 80 default").listen[0].default_server  # nginx's old spelling

@@ -32,6 +32,7 @@ from pyginx.config.parsers import (
     words,
 )
 from pyginx.config.values import Context, Env, Val
+from pyginx.errors import ConfigError
 
 Target = Literal["main", "events", "http", "settings", "server", "upstream", "block"]
 
@@ -219,8 +220,6 @@ del _entry
 
 def lookup(name: str, context: Context, file: str, line: int) -> Directive:
     """The entry for `name` in `context`, or nginx's error for an unknown or misplaced directive."""
-    from pyginx.errors import ConfigError
-
     entries = BY_NAME.get(name)
     if not entries:
         raise ConfigError(f'unknown directive "{name}"', file, line)

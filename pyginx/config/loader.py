@@ -107,6 +107,11 @@ def load(path: str, prefix: str) -> MainConfig:
         events = Events(**read_block(_as_map(node, '"events"', env, key.line), "events", env).of("events"))
     http: Http | None = None
     warnings: list[str] = []
+    if "user" in main.of("main") and os.geteuid() != 0:
+        warnings.append(
+            'the "user" directive makes sense only if the master process runs with super-user '
+            "privileges, ignored"
+        )
     if "http" in main.blocks:
         key, node = main.blocks["http"]
         http = _http(_as_map(node, '"http"', env, key.line), env, warnings)
@@ -237,11 +242,20 @@ def _location(
 
 
 def _check_servers(servers: list[Server], env: Env, warnings: list[str]) -> None:
-    """One default_server per address (an error); one server per name per address (a warning)."""
+    """Per address: one default_server and one set of socket options (errors, as in nginx); one
+    server per name (a warning: nginx ignores the later one)."""
     defaults: set[tuple[str, int, str | None]] = set()
+    options: set[tuple[str, int, str | None]] = set()
     names: set[tuple[tuple[str, int, str | None], str]] = set()
     for server in servers:
         for la in server.listen:
+            if la.reuseport or la.backlog != 511 or not la.ipv6only:
+                # the socket is shared by every server on the address: its options are set once
+                if la.key in options:
+                    raise ConfigError(
+                        f"duplicate listen options for {la}", env.file, la.pos.line if la.pos else None
+                    )
+                options.add(la.key)
             if la.default_server:
                 if la.key in defaults:
                     raise ConfigError(

@@ -204,6 +204,26 @@ CASES: list[tuple[str, str, str, int]] = [
         4,
     ),
     (
+        "listen-options-twice",
+        "http:\n  servers:\n    - listen: 8080 backlog=100\n    - listen: 8080 reuseport\n",
+        "duplicate listen options for 0.0.0.0:8080",
+        4,
+    ),
+    (
+        "yaml-alias-hint",
+        "http:\n  servers:\n    - listen: *:8080\n",
+        "YAML syntax error: expected alphabetic or numeric character, but found ':' "
+        "(a value starting with '*' must be quoted in YAML: '*:8080')",
+        3,
+    ),
+    (
+        "yaml-at-hint",
+        "http:\n  servers:\n    - locations:\n        - location: @x\n",
+        "YAML syntax error: found character '@' that cannot start any token "
+        "(a value starting with '@' must be quoted in YAML: '@x')",
+        4,
+    ),
+    (
         "listen-twice",
         "http:\n  servers:\n    - listen: [8080, '8080']\n",
         "a duplicate listen 0.0.0.0:8080",

@@ -241,3 +241,23 @@ def test_default_site_pages_exist(page: str) -> None:
     assert text.startswith("<!DOCTYPE html>")
     if page == "index.html":
         assert "Welcome to pyginx!" in text
+
+
+def test_user_warning_when_not_root(tmp_path: Path) -> None:
+    cfg = load(tmp_path, "user: nobody\n")
+    warned = any('"user" directive makes sense only' in w for w in cfg.warnings)
+    assert warned == (os.geteuid() != 0)
+
+
+def test_listen_options_once_per_address(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path,
+        """
+        http:
+          servers:
+            - listen: 8080 default_server backlog=128
+            - listen: 8080
+        """,
+    )
+    assert cfg.http is not None
+    assert [la.backlog for s in cfg.http.servers for la in s.listen] == [128, 511]

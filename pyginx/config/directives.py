@@ -9,6 +9,10 @@ target says where the parser's fields go:
   main      MainConfig        events   Events             http     Http (log formats, hash sizes)
   settings  HttpSettings      server   Server (listen, server_name)
   upstream  Upstream          block    a nested block the loader walks itself (parse is None)
+
+pyginx extensions (not in nginx): worker_heartbeat_timeout (main), symlinks_outside_root (http/server/
+location), health_check (upstream), `keepalive: off` in upstreams (nginx >= 1.29.7 keeps alive by
+default), `types` as YAML mapping in either direction (mime -> extensions, or extension -> mime).
 """
 
 from __future__ import annotations

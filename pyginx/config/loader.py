@@ -64,7 +64,7 @@ def read_block(node: YMap, context: Context, env: Env) -> Block:
             continue
         if name in ("root", "alias") and context == "location":
             other = "alias" if name == "root" else "root"
-            if other in node._index:
+            if node.get(other) is not None:
                 first, second = sorted((name, other), key=lambda n: _line_of(node, n))
                 raise ConfigError(
                     f'"{second}" directive is duplicate, "{first}" directive was specified earlier',
@@ -103,7 +103,6 @@ def load(path: str, prefix: str) -> MainConfig:
     events = Events()
     if "events" in main.blocks:
         key, node = main.blocks["events"]
-        env.context = "events"
         events = Events(**read_block(_as_map(node, '"events"', env, key.line), "events", env).of("events"))
     http: Http | None = None
     warnings: list[str] = []
@@ -127,7 +126,6 @@ def load(path: str, prefix: str) -> MainConfig:
 
 
 def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
-    env.context = "http"
     block = read_block(node, "http", env)
     if "upstreams" in block.blocks:
         _upstreams(*block.blocks["upstreams"], env)
@@ -159,7 +157,6 @@ def _upstreams(key: YScalar, node: YNode, env: Env) -> None:
     ups = _as_map(node, '"upstreams"', env, key.line)
     check_duplicates(ups, env.file, lambda k: f'duplicate upstream "{k}"')
     for name_key, body in ups.items:
-        env.context = "upstream"
         name = name_key.raw
         block = read_block(_as_map(body, f'upstream "{name}"', env, name_key.line), "upstream", env)
         val = Val("upstream", body, name_key.line, env.file)
@@ -167,7 +164,6 @@ def _upstreams(key: YScalar, node: YNode, env: Env) -> None:
 
 
 def _server(node: YMap, http: HttpSettings, env: Env) -> Server:
-    env.context = "server"
     env.location = None
     block = read_block(node, "server", env)
     settings = merge.apply(http, block.of("settings"))
@@ -223,7 +219,6 @@ def _location(
     mval = Val("location", match_node, line, env.file)
     head, regex = locations.parse_head(mval)
     locations.check_nesting(mval, head, parent_head)
-    env.context = "location"
     env.location = head
     block = read_block(node, "location", env)
     settings = merge.apply_location(parent, server, block.of("settings"))

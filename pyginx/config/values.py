@@ -140,7 +140,6 @@ class LocationHead:
 class Env:
     file: str
     prefix: str
-    context: Context = "main"
     location: LocationHead | None = None
     log_formats: dict[str, str] = field(default_factory=dict)
     upstreams: dict[str, Upstream] = field(default_factory=dict)

@@ -224,6 +224,24 @@ CASES: list[tuple[str, str, str, int]] = [
         4,
     ),
     (
+        "duplicate-header",
+        "http:\n  add_header:\n    X-A: 1\n    X-A: 2\n",
+        'duplicate key "X-A" in "add_header" directive',
+        4,
+    ),
+    (
+        "duplicate-in-location",
+        "http:\n  servers:\n    - locations:\n        - location: /\n          root: a\n          root: b\n",
+        '"root" directive is duplicate',
+        6,
+    ),
+    (
+        "duplicate-in-server",
+        "http:\n  servers:\n    - listen: 80\n      listen: 81\n",
+        '"listen" directive is duplicate',
+        4,
+    ),
+    (
         "listen-twice",
         "http:\n  servers:\n    - listen: [8080, '8080']\n",
         "a duplicate listen 0.0.0.0:8080",

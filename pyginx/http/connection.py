@@ -84,6 +84,7 @@ class HttpConnection(asyncio.Protocol):
         self._method_stash: bytes | None = None
         self._completed_in_feed = 0
         self._line_prefix: bytes | None = b""  # see data_received
+        self._begun = False  # between on_message_begin and on_message_complete
         self._dispatching = False
         self._dispatch_again = False
         self._linger_until = 0.0
@@ -210,14 +211,21 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._parse_error(self._classify(str(exc)))
             return
-        # Bytes of a request line whose method is not finished yet are kept (a few dozen at most), so
-        # that a method llhttp does not know can be re-parsed once complete (see _retry_unknown_method).
-        if self._completed_in_feed or self._url_len or self._headers or self.active is not None:
-            self._line_prefix = b"" if self._completed_in_feed == 0 and self.cur is None else None
-            if self.cur is None and self.active is None:
-                self._line_prefix = b""
-        elif prefix is not None and len(prefix) + len(data) <= 64:
-            self._line_prefix = prefix + data
+        # The bytes of a request line still being read are kept (bounded), so that a method llhttp
+        # does not know can be re-parsed once complete (_retry_unknown_method) and a request line
+        # without a version (HTTP/0.9) is refused at its end instead of waiting for headers.
+        if not self._begun:
+            self._line_prefix = b""  # clean message boundary at the end of this chunk
+        elif self._completed_in_feed or self._headers or prefix is None:
+            self._line_prefix = None  # the message began mid-chunk or is past its request line
+        elif len(prefix) + len(data) <= self._header_limit():
+            line = prefix + data
+            self._line_prefix = line
+            if self._url_len and b"\n" in line.lstrip(b"\r\n"):
+                first = line.lstrip(b"\r\n").split(b"\n", 1)[0]
+                if b" HTTP/" not in first:
+                    self._parse_error(HttpError(400, "HTTP/0.9 request"))
+                    return
         else:
             self._line_prefix = None
         if self.state == HEAD:
@@ -278,6 +286,7 @@ class HttpConnection(asyncio.Protocol):
     # parser callbacks -------------------------------------------------
 
     def on_message_begin(self) -> None:
+        self._begun = True
         now = time.monotonic()
         if self.state in (WAIT_FIRST, IDLE):
             self.deadline = now + self.keepalive_conf.client_header_timeout
@@ -423,6 +432,7 @@ class HttpConnection(asyncio.Protocol):
             self.deadline = time.monotonic() + req.settings.client_body_timeout
 
     def on_message_complete(self) -> None:
+        self._begun = False
         self._completed_in_feed += 1
         req = self.cur
         self.cur = None
@@ -540,7 +550,7 @@ class HttpConnection(asyncio.Protocol):
         if self.queue:
             self._dispatch_queue()
         elif self.active is None and self.state != CLOSED:
-            self.state = IDLE if self.cur is None else HEAD
+            self.state = IDLE if self.cur is None or self.cur is req else HEAD
             if self.state == IDLE:
                 self.deadline = time.monotonic() + req.settings.keepalive_timeout
             self.keepalive_conf = req.settings

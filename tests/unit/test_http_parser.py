@@ -25,6 +25,7 @@ BAD_CASES: list[tuple[str, bytes, int]] = [
     ("http/2.0", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     ("http/3.0", b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
     ("http/0.9 line", b"GET /\r\n\r\n", 400),
+    ("http/0.9 single crlf", b"GET /\r\n", 400),
     ("http/0.9 version", b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 400),
     ("http/1.01", b"GET / HTTP/1.01\r\nHost: a\r\n\r\n", 400),
     ("bare lf", b"GET / HTTP/1.1\nHost: a\n\n", 400),

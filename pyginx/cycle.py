@@ -1,0 +1,106 @@
+"""A cycle (nginx's word): one configuration with the resources it needs — sockets, error log, user.
+
+Building a cycle opens everything first and commits nothing: start-up and reload (in the master and in
+single-process mode) both call `build_cycle`, and a reload that fails leaves the running cycle intact.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pyginx.config.model import MainConfig
+from pyginx.errors import PyginxError
+from pyginx.listeners import ListenError, ListenerSet, open_listeners
+from pyginx.log import ErrorLog
+
+
+class StartupError(PyginxError):
+    """A cycle that cannot be built; str() is the emerg message in nginx's words."""
+
+
+@dataclass(frozen=True)
+class UserIds:
+    name: str
+    uid: int
+    gid: int
+
+
+@dataclass
+class Cycle:
+    config: MainConfig
+    listeners: ListenerSet
+    error_log: ErrorLog
+    user: UserIds | None
+    warnings: tuple[str, ...] = ()  # to log at warn once the cycle is in use
+
+    @property
+    def workers(self) -> int:
+        return max(1, self.config.worker_processes)
+
+
+def open_error_log(config: MainConfig) -> ErrorLog:
+    """Open the configured error log; StartupError if the file cannot be opened (ErrorLog itself would
+    silently fall back to stderr, which a reload must not accept)."""
+    spec = config.error_log
+    if spec.path is not None:
+        try:
+            os.makedirs(os.path.dirname(spec.path) or ".", exist_ok=True)
+            fd = os.open(spec.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            os.close(fd)
+        except OSError as exc:
+            raise StartupError(f'open() "{spec.path}" failed ({exc.errno}: {exc.strerror})') from exc
+    return ErrorLog(spec.path, spec.level)
+
+
+def resolve_user(config: MainConfig) -> tuple[UserIds | None, tuple[str, ...]]:
+    """The `user` directive as ids, honoured only when we run as root (nginx's rule)."""
+    if config.user is None:
+        return None, ()
+    if os.geteuid() != 0:
+        return None, (
+            'the "user" directive makes sense only if the master process runs with super-user privileges, ignored',
+        )
+    name, group = config.user
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise StartupError(f'getpwnam("{name}") failed') from None
+    gid = pw.pw_gid
+    if group is not None:
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise StartupError(f'getgrnam("{group}") failed') from None
+    return UserIds(name, pw.pw_uid, gid), ()
+
+
+def build_cycle(
+    config: MainConfig,
+    pool: Iterable[socket.socket],
+    tries: int = 1,
+    workers: int | None = None,
+) -> tuple[Cycle, list[socket.socket]]:
+    """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused."""
+    user, warnings = resolve_user(config)
+    log = open_error_log(config)
+    count = max(1, config.worker_processes) if workers is None else workers
+    try:
+        listeners, leftovers = open_listeners(config, pool, count, tries=tries)
+    except ListenError as exc:
+        log.close()
+        raise StartupError(str(exc)) from exc
+    return Cycle(config, listeners, log, user, warnings), leftovers
+
+
+def redirect_stderr(log: ErrorLog) -> None:
+    """As nginx: once running, stderr (tracebacks, stray prints) goes to the error log file."""
+    if log.path is not None and log.fd > 2:
+        try:
+            os.dup2(log.fd, 2)
+        except OSError:
+            pass

@@ -1,0 +1,84 @@
+"""Running the server: from a loaded configuration to a master (or single) process that serves.
+
+nginx's order: sockets and logs are opened while the terminal still sees errors; then the process
+detaches (daemon), writes its pid file, sends stderr to the error log, and enters its cycle.
+Start-up errors are printed as `pyginx: [emerg] ...` and give exit status 1.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+
+from pyginx import __version__, pidfile
+from pyginx.config.model import MainConfig
+from pyginx.cycle import StartupError, build_cycle, redirect_stderr
+from pyginx.daemon import daemonize
+from pyginx.listeners import close_sockets
+from pyginx.log import error_log, set_error_log
+from pyginx.upgrade import take_inherited
+
+STARTUP_BIND_TRIES = 5  # nginx retries bind() on EADDRINUSE 5 times, 500 ms apart
+
+
+def emerg(message: str) -> None:
+    sys.stderr.write(f"pyginx: [emerg] {message}\n")
+    sys.stderr.flush()
+
+
+def log_banner() -> None:
+    log = error_log()
+    log.notice(f"pyginx/{__version__}")
+    log.notice(f"built with Python {platform.python_version()}")
+    log.notice(f"OS: {platform.system()} {platform.release()}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    log.notice(f"getrlimit(RLIMIT_NOFILE): {soft}:{hard}")
+
+
+def run_server(config: MainConfig) -> int:
+    running = pidfile.running_pid(config.pid)
+    if running is not None:
+        emerg(f'pyginx is already running (pid {running} in "{config.pid}")')
+        return 1
+    inherited, inherited_env, problems = take_inherited()
+    upgrade_parent = os.getppid() if inherited_env is not None else None
+    try:
+        cycle, leftovers = build_cycle(config, inherited, tries=STARTUP_BIND_TRIES)
+    except StartupError as exc:
+        emerg(str(exc))
+        close_sockets(inherited, unlink_unix=False)
+        return 1
+    # Inherited sockets we do not listen on any more; the old master may still serve unix ones: keep files.
+    close_sockets(leftovers, unlink_unix=False)
+    set_error_log(cycle.error_log).close()
+    log = error_log()
+    for problem in problems:
+        log.alert(problem)
+    if inherited_env is not None:
+        log.notice(f'using inherited sockets from "{inherited_env}"')
+    for warning in cycle.warnings:
+        log.warn(warning)
+    if config.daemon and inherited_env is None:  # a new binary stays the old master's child
+        try:
+            daemonize()
+        except OSError as exc:
+            emerg(f"daemon() failed ({exc.errno}: {exc.strerror})")
+            return 1
+    try:
+        pidfile.write_pid(config.pid)
+    except pidfile.PidFileError as exc:
+        emerg(str(exc))
+        log.emerg(str(exc))
+        cycle.listeners.close(unlink_unix=inherited_env is None)
+        return 1
+    redirect_stderr(cycle.error_log)
+    log_banner()
+    if config.master_process:
+        from pyginx.master import Master
+
+        return Master(cycle, upgrade_parent).run()
+    from pyginx.single import SingleProcess
+
+    return SingleProcess(cycle).run()

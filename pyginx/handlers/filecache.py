@@ -157,6 +157,7 @@ def probe(path: str, base: str, policy: Policy, test_only: bool = False) -> tupl
             # Still one consistent read: serve it, but do not remember a moving target.
             info = info_from_stat(path, st, body)
             info.size = len(body)
+            info.etag = make_etag(info.mtime, info.size)
             return info, False
         return info_from_stat(path, st, body), True
     finally:

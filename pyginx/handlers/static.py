@@ -87,7 +87,7 @@ class _Ctx:
         """ngx_http_map_uri_to_path for this location (PathError when the path is refused)."""
         s = self.s
         if s.alias is None:
-            return map_uri(uri, s.root)
+            return map_uri(uri, _expand(s.root, self.req))
         regex = self.regex_alias()
         if regex is not None:
             alias, base = regex
@@ -95,7 +95,8 @@ class _Ctx:
                 uri, s.root, alias + uri if self.add_uri_to_alias else alias, regex_alias_base=base
             )
         loc = self.req.location
-        return map_uri(uri, s.root, s.alias, location_prefix=loc.match if loc is not None else "")
+        prefix = loc.match if loc is not None else ""
+        return map_uri(uri, s.root, _expand(s.alias, self.req), location_prefix=prefix)
 
     def map_candidate(self, name: str) -> Mapped:
         """The path of a try_files candidate."""
@@ -103,9 +104,11 @@ class _Ctx:
         regex = self.regex_alias()
         if regex is not None:
             return try_files_path(name, self.uri, s.root, regex[0], regex_alias_base=regex[1])
+        if s.alias is None:
+            return try_files_path(name, self.uri, _expand(s.root, self.req))
         loc = self.req.location
-        prefix = loc.match if (loc is not None and s.alias is not None) else None
-        return try_files_path(name, self.uri, s.root, s.alias, location_prefix=prefix)
+        prefix = loc.match if loc is not None else None
+        return try_files_path(name, self.uri, s.root, _expand(s.alias, self.req), location_prefix=prefix)
 
     # -------------------------------------------------------------- file lookups
 

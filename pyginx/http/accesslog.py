@@ -122,10 +122,13 @@ class AccessLogs:
         self.formats = {name: compile_format(text) for name, text in formats.items()}
         self.formats.setdefault("combined", compile_format(COMBINED))
         self.files: dict[str, LogFile] = {}
-        self._writers: dict[tuple[AccessLog, ...], list[tuple[LogFile, Callable[[Request], bytes]]]] = {}
+        # keyed by the identity of a settings' access_log tuple: settings live as long as this object,
+        # and hashing the frozen dataclasses on every request would cost more than the write itself
+        self._writers: dict[int, list[tuple[LogFile, Callable[[Request], bytes]]]] = {}
+        self._keep: list[tuple[AccessLog, ...]] = []
 
     def writers(self, logs: tuple[AccessLog, ...]) -> list[tuple[LogFile, Callable[[Request], bytes]]]:
-        found = self._writers.get(logs)
+        found = self._writers.get(id(logs))
         if found is not None:
             return found
         result = []
@@ -137,11 +140,15 @@ class AccessLogs:
                 f = self.files[entry.path] = LogFile(entry.path, entry.buffer_size, entry.flush)
             fmt = self.formats.get(entry.format_name) or self.formats["combined"]
             result.append((f, fmt))
-        self._writers[logs] = result
+        self._writers[id(logs)] = result
+        self._keep.append(logs)  # ids stay unique while the tuples are alive
         return result
 
     def log(self, req: Request) -> None:
-        for f, fmt in self.writers(req.settings.access_log):
+        writers = self._writers.get(id(req.settings.access_log))
+        if writers is None:
+            writers = self.writers(req.settings.access_log)
+        for f, fmt in writers:
             f.write(fmt(req))
 
     def reopen(self) -> None:

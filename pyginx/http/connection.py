@@ -334,13 +334,18 @@ class HttpConnection(asyncio.Protocol):
             req.keep_alive = False
             self.parse_failed = True
             req.vars["parse_error"] = error.reason
-        self.queue.append(req)
-        if self.active is None:
+        if self.active is None and not self.queue and not self._dispatching:
+            # the common case: nothing ahead of this request, answer it now
+            self.active = req
             self.state = BUSY
             self.deadline = 0.0
-            self._dispatch_queue()
-        elif len(self.queue) >= _MAX_QUEUED:
-            self._pause_reading()
+            self.ctx.process(req)
+        else:
+            self.queue.append(req)
+            if self.active is None:
+                self._dispatch_queue()
+            elif len(self.queue) >= _MAX_QUEUED:
+                self._pause_reading()
         if self.parse_failed:
             raise _ParseAbort
 

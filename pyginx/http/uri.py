@@ -24,6 +24,11 @@ def split_target(target: str) -> tuple[str, str, str | None]:
 
     `http://h:1/p?q` -> ("/p", "q", "h:1"); `/p` -> ("/p", "", None). Anything else is a 400.
     """
+    if target.startswith("/"):
+        q = target.find("?")
+        if q < 0:
+            return target, "", None
+        return target[:q], target[q + 1 :], None
     host: str | None = None
     if not target.startswith("/"):
         lower = target[:8].lower()

@@ -8,11 +8,15 @@ import time
 
 import pytest
 
-from tests.integration.harness import Pyginx, basic_config, pyginx, wait_for  # noqa: F401
+from tests.integration.harness import Pyginx, basic_config, pyginx_fixture, wait_for  # noqa: F401
 from tests.integration.rawhttp import exchange, read_response, read_until_close, statuses
 
 BAD_INPUTS = [
-    ("cl+te", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (
+        "cl+te",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
     ("dup cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc", 400),
     ("bad cl", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", 400),
     ("te gzip", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
@@ -42,14 +46,16 @@ BAD_INPUTS = [
     ("header too long", b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: " + b"x" * 9000 + b"\r\n\r\n", 400),
     (
         "too many headers",
-        b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"y" * 4000) for i in range(10)) + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n"
+        + b"".join(b"X-%d: %s\r\n" % (i, b"y" * 4000) for i in range(10))
+        + b"\r\n",
         400,
     ),
 ]
 
 
 @pytest.fixture
-def server(pyginx: Pyginx) -> Pyginx:  # noqa: F811
+def server(pyginx: Pyginx) -> Pyginx:
     pyginx.write_config(
         f"""
 worker_processes: 1
@@ -125,7 +131,9 @@ def test_expect_100_continue_and_body(server: Pyginx) -> None:
     with socket.create_connection(("127.0.0.1", server.port)) as s:
         s.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
         assert read_response(s)[0] == 200
-        s.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: y\r\n\r\n")
+        s.sendall(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-T: y\r\n\r\n"
+        )
         assert read_response(s)[0] == 200
 
 
@@ -183,7 +191,7 @@ def _lines(path: object) -> list[str]:
         return []
 
 
-def test_routing_return_and_error_page(pyginx: Pyginx) -> None:  # noqa: F811
+def test_routing_return_and_error_page(pyginx: Pyginx) -> None:
     port = pyginx.port
     (pyginx.prefix / "html" / "oops.html").write_text("custom not found\n")
     pyginx.write_config(
@@ -245,7 +253,7 @@ http:
     assert r.status == 301 and r.headers["location"] == f"http://default.test:{port}/new/place"
 
 
-def test_single_process_mode(pyginx: Pyginx) -> None:  # noqa: F811
+def test_single_process_mode(pyginx: Pyginx) -> None:
     pyginx.write_config(basic_config(pyginx.port, main="master_process: false", body="single"))
     pid = pyginx.start()
     assert pyginx.get("/").body == b"single"

@@ -200,3 +200,42 @@ def test_bad_chunk_in_discarded_body_closes() -> None:
         assert ex.transport.closed or ex.transport.eof
     finally:
         ex.close()
+
+
+# ---------------------------------------------------------------------------------------------- properties
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PIPELINE = (
+    OK
+    + b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nbody"
+    + b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
+    + b"HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n"
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(PIPELINE) - 1), max_size=12, unique=True))
+def test_any_split_gives_the_same_responses(cuts: list[int]) -> None:
+    points = sorted(cuts)
+    chunks = [PIPELINE[a:b] for a, b in zip([0, *points], [*points, len(PIPELINE)], strict=True)]
+    ex = Exchange()
+    try:
+        out = ex.feed(*chunks)
+        assert statuses(out) == [200, 200, 200, 200]
+        assert not ex.transport.closed
+    finally:
+        ex.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(data: bytes) -> None:
+    ex = Exchange()
+    try:
+        out = ex.feed(data)
+        for status in statuses(out):
+            assert status in (200, 400, 405, 413, 414, 501, 505)
+    finally:
+        ex.close()

@@ -1,0 +1,53 @@
+"""The per-worker run-time state of each upstream block: balancer peers and keep-alive pool.
+
+State lives in this process only (each worker balances and pools on its own, as nginx without a
+shared zone). It is keyed by the configuration's `Upstream` object, so a reload (new objects) starts
+from fresh state, as nginx's does; the object is kept referenced so its id cannot be reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from pyginx.config.model import Upstream
+from pyginx.upstream.balancer import Peers
+from pyginx.upstream.pool import Pool
+
+
+class UpstreamRuntime:
+    __slots__ = ("upstream", "peers", "pool", "keepalive")
+
+    def __init__(self, upstream: Upstream, loop: asyncio.AbstractEventLoop) -> None:
+        self.upstream = upstream
+        self.peers = Peers(upstream)
+        # nginx keeps connections alive by default only for upstream blocks written in the
+        # configuration; `proxy_pass http://host:port` (an implicit block) closes after each request.
+        self.keepalive = 0 if upstream.implicit else upstream.keepalive
+        self.pool: Pool | None = None
+        if self.keepalive > 0:
+            self.pool = Pool(
+                loop,
+                self.keepalive,
+                upstream.keepalive_timeout,
+                upstream.keepalive_requests,
+                upstream.keepalive_time,
+            )
+
+
+_runtimes: dict[int, UpstreamRuntime] = {}
+
+
+def runtime_for(upstream: Upstream, loop: asyncio.AbstractEventLoop | None = None) -> UpstreamRuntime:
+    rt = _runtimes.get(id(upstream))
+    if rt is None or rt.upstream is not upstream:
+        rt = UpstreamRuntime(upstream, loop or asyncio.get_running_loop())
+        _runtimes[id(upstream)] = rt
+    return rt
+
+
+def forget(upstreams: list[Upstream]) -> None:
+    """Drop the state of a replaced configuration (single-process reload), closing idle connections."""
+    for up in upstreams:
+        rt = _runtimes.pop(id(up), None)
+        if rt is not None and rt.pool is not None:
+            rt.pool.close_all()

@@ -454,6 +454,10 @@ class Master:
         error_log().notice(f"start new binary process {self.new_binary}")
 
     def noaccept(self) -> None:
+        """WINCH: the workers stop accepting and drain; the master keeps the sockets (for the new binary).
+        Beyond nginx, they drain as after a reload (RETIRE): an idle keep-alive connection gets its next
+        request answered with `Connection: close` instead of being closed under its client, so the
+        switch to a new binary loses no request either."""
         self.noaccepting = True
         self.vacant = []
-        self.stop_workers(Command.QUIT)
+        self.stop_workers(Command.RETIRE)

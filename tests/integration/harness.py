@@ -288,9 +288,10 @@ class Pyginx:
         return int(text) if text.isdigit() else None
 
     def workers(self, master: int) -> list[int]:
+        """The master's worker processes (a new binary is its child too, with a master's title)."""
         pids = children(master)
         self.known.update(pids)
-        return pids
+        return [p for p in pids if "worker process" in cmdline(p)]
 
     def worker_titles(self, master: int) -> dict[int, str]:
         return {pid: cmdline(pid) for pid in self.workers(master)}
@@ -348,4 +349,6 @@ def pyginx_fixture(tmp_path: Path) -> Iterator[Pyginx]:
         yield server
         server.check_log(server.allow)  # before cleanup: killing a master makes its workers complain
     finally:
+        # pytest shows this only for a failed test
+        print(f"--- error log of {tmp_path}:\n{server.error_log()}\n--- stderr:\n{server.stderr()}")
         server.cleanup()

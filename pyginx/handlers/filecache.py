@@ -33,6 +33,7 @@ import stat
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Literal
 
 from pyginx.handlers.conditional import http_date, make_etag
@@ -90,6 +91,12 @@ class FileInfo:
         return block
 
 
+@lru_cache(maxsize=4096)
+def _last_modified(mtime: int) -> str:
+    """Last-Modified text per mtime: most requests hit a handful of mtimes, gmtime() each time costs."""
+    return http_date(mtime)
+
+
 def info_from_stat(path: str, st: os.stat_result, body: bytes | None = None) -> FileInfo:
     if stat.S_ISREG(st.st_mode):
         kind: Kind = "file"
@@ -107,7 +114,7 @@ def info_from_stat(path: str, st: os.stat_result, body: bytes | None = None) -> 
         dev=st.st_dev,
         body=body,
         etag=make_etag(mtime, st.st_size),
-        last_modified=http_date(mtime),
+        last_modified=_last_modified(mtime),
     )
 
 
@@ -119,20 +126,25 @@ def read_consistent(fd: int, st: os.stat_result) -> tuple[bytes, os.stat_result,
     """Read a whole (small) file from `fd`; (body, stat describing it, stable).
 
     `stable` is False when the file changed during every attempt: the body is still one read's
-    bytes and the stat the latest, so length and body agree, but it must not be cached.
+    bytes and the stat the latest, so length and body agree, but it must not be cached. Reading
+    stops past SMALL_FILE_MAX even if the file keeps growing (a log being written, say).
     """
     body = b""
     for _ in range(_READ_ATTEMPTS):
         chunks: list[bytes] = []
         offset = 0
-        while True:
-            # pread: independent of the descriptor's position, so a retry needs no lseek.
-            chunk = os.pread(fd, max(st.st_size - offset, 0) + 1, offset)
+        while offset <= SMALL_FILE_MAX:
+            # pread: independent of the descriptor's position, so a retry needs no lseek. Asking
+            # for one byte more than expected makes a short read mean end of file: usually one call.
+            want = max(st.st_size - offset, 0) + 1
+            chunk = os.pread(fd, want, offset)
             if not chunk:
                 break
             chunks.append(chunk)
             offset += len(chunk)
-        body = b"".join(chunks)
+            if len(chunk) < want and offset >= st.st_size:
+                break  # short at the expected end: end of file (a short read before it is retried)
+        body = b"".join(chunks) if len(chunks) != 1 else chunks[0]
         after = os.fstat(fd)
         if _same(st, after) and len(body) == after.st_size:
             return body, after, True

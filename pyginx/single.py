@@ -42,16 +42,20 @@ class SingleProcess:
         asyncio.set_event_loop(loop)
         self.loop = loop
         self.done = loop.create_future()
+        # Signals are blocked since start-up (pyginx.startup); they are taken only once the server runs,
+        # so a reload never races the first start.
+        for sig in MASTER_SIGNALS:
+            if sig != signal.SIGCHLD:
+                loop.add_signal_handler(sig, self.on_signal, sig)
         try:
             self.server = loop.run_until_complete(self.start_server(self.cycle))
         except Exception as exc:
             error_log().emerg(f"cannot start the HTTP server: {exc!r}")
             self.cleanup()
             return 1
-        for sig in MASTER_SIGNALS:
-            if sig != signal.SIGCHLD:
-                loop.add_signal_handler(sig, self.on_signal, sig)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)  # blocked if exec'd by an upgrade
+        # Unblock from inside the running loop: uvloop watches its wakeup fd only while it runs, and a
+        # pending signal delivered between two runs would wait for the next signal to be noticed.
+        loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, MASTER_SIGNALS)
         code = loop.run_until_complete(self.done)
         self.cleanup()
         return code

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import signal
 import sys
 
 from pyginx import __version__, pidfile
@@ -18,6 +19,7 @@ from pyginx.cycle import StartupError, build_cycle, redirect_stderr
 from pyginx.daemon import daemonize
 from pyginx.listeners import close_sockets
 from pyginx.log import error_log, set_error_log
+from pyginx.signals import MASTER_SIGNALS
 from pyginx.upgrade import take_inherited
 
 STARTUP_BIND_TRIES = 5  # nginx retries bind() on EADDRINUSE 5 times, 500 ms apart
@@ -38,6 +40,10 @@ def log_banner() -> None:
 
 
 def run_server(config: MainConfig) -> int:
+    # From here on the signals of the table are blocked: one that arrives while we start (say a reload
+    # right after the pid file appears) stays pending for the master's (or single process's) own loop,
+    # instead of killing us with its default action.
+    signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNALS)
     running = pidfile.running_pid(config.pid)
     if running is not None:
         emerg(f'pyginx is already running (pid {running} in "{config.pid}")')

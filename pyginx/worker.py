@@ -142,8 +142,10 @@ class Worker:
         if self.channel is not None:
             loop.add_reader(self.channel.fileno(), self._on_channel)
         self._heartbeat()
-        # Only now may signals arrive: pending ones (sent since the fork) are delivered here.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, MASTER_SIGNALS)
+        # Only now may signals arrive: pending ones (sent since the fork) are delivered then. Unblock
+        # from inside the running loop: uvloop watches its wakeup fd only while it runs, and a signal
+        # delivered between two runs would go unnoticed until the next one.
+        loop.call_soon(signal.pthread_sigmask, signal.SIG_UNBLOCK, MASTER_SIGNALS)
         return loop.run_until_complete(self.done)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -328,3 +328,16 @@ def test_unix_socket_listen(pyginx: Pyginx) -> None:
     pyginx.signal(signal.SIGQUIT)
     pyginx.wait_exit(master, 10)
     assert not path.exists()
+
+
+def test_signal_right_after_pid_file_is_not_fatal(pyginx: Pyginx) -> None:
+    """The signals are blocked from the start: a reload sent the moment the pid file appears waits for
+    the master's loop instead of killing the process with SIGHUP's default action."""
+    pyginx.write_config(basic_config(pyginx.port, body="one"))
+    pyginx.spawn()
+    master = wait_for(pyginx.read_pid, 10, "the pid file", interval=0.001)
+    pyginx.known.add(master)
+    pyginx.write_config(basic_config(pyginx.port, body="two"))
+    os.kill(master, signal.SIGHUP)
+    wait_for(lambda: pyginx.get("/").body == b"two", 10, "the reload")
+    assert alive(master)

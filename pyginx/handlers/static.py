@@ -474,28 +474,36 @@ def _entity_headers(
 def _serve(
     ctx: _Ctx, mapped: Mapped, info: FileInfo, content_type: str, encoding: str, vary: bool
 ) -> Awaitable[None] | None:
-    """Send a regular file: 200/206/304/412/416 decided first, then the bytes."""
+    """Send a regular file: 200/206/304/412/416 decided first, then the bytes.
+
+    A small file whose bytes are in `info` is answered now, in one write. A large one is served by
+    a coroutine that opens, decides and streams: the descriptor is opened inside it and closed in
+    its one `finally`, so no path (a task cancelled before it starts included) can leak it.
+    """
+    if info.body is not None:
+        return _respond_file(ctx, mapped, info, -1, content_type, encoding, vary)
+    return _serve_large(ctx, mapped, content_type, encoding, vary)
+
+
+async def _serve_large(ctx: _Ctx, mapped: Mapped, content_type: str, encoding: str, vary: bool) -> None:
     req = ctx.req
-    fd = -1
-    if info.body is None:
-        # Large (or uncached) file: stream from a fresh descriptor, described by its own fstat so
-        # that headers and bytes belong to the same file even if it was replaced meanwhile.
-        try:
-            fd, st = open_file(mapped.path, mapped.base, ctx.policy)
-        except PathError as e:
-            ctx.fail(e)
-            return None
+    try:
+        fd, st = open_file(mapped.path, mapped.base, ctx.policy)
+    except PathError as e:
+        ctx.fail(e)
+        return
+    try:
+        # Headers come from this descriptor's own fstat, so that they describe the very bytes sent
+        # even if the file was replaced since it was looked up (or cached).
         info = info_from_stat(mapped.path, st)
         if info.kind != "file":
-            os.close(fd)
             req.send_error(404)
-            return None
-    try:
-        return _respond_file(ctx, mapped, info, fd, content_type, encoding, vary)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        raise
+            return
+        result = _respond_file(ctx, mapped, info, fd, content_type, encoding, vary)
+        if result is not None:
+            await result
+    finally:
+        os.close(fd)
 
 
 def _respond_file(
@@ -516,11 +524,9 @@ def _respond_file(
     etag = info.etag if s.etag else None
     decision = conditional.evaluate(req.headers, etag, info.mtime, s.if_modified_since)
     if decision == 412:
-        _close(fd)
         req.send_error(412)
         return None
     if decision == 304:
-        _close(fd)
         headers = [("Last-Modified", info.last_modified)]
         if etag is not None:
             headers.append(("ETag", etag))
@@ -541,7 +547,6 @@ def _respond_file(
         return _send(ctx, mapped, fd, body, 200, headers, ((0, size),), size)
 
     if rd.kind == "unsatisfiable":
-        _close(fd)
         _send_416(req, s, size)
         return None
 
@@ -576,11 +581,6 @@ def _send_416(req: Request, s: HttpSettings, size: int) -> None:
     )
 
 
-def _close(fd: int) -> None:
-    if fd >= 0:
-        os.close(fd)
-
-
 def _send(
     ctx: _Ctx,
     mapped: Mapped,
@@ -610,29 +610,23 @@ async def _stream(
     length: int,
 ) -> None:
     req = ctx.req
-    try:
-        req.start(status, headers, length)
-        if not req.head_only:
-            await _send_span(ctx, mapped, fd, span[0], span[1])
-        req.end()
-    finally:
-        os.close(fd)
+    req.start(status, headers, length)
+    if not req.head_only:
+        await _send_span(ctx, mapped, fd, span[0], span[1])
+    req.end()
 
 
 async def _stream_multipart(
     ctx: _Ctx, mapped: Mapped, fd: int, headers: list[tuple[str, str]], plan: ranges.MultipartPlan
 ) -> None:
     req = ctx.req
-    try:
-        req.start(206, headers, plan.length)
-        if not req.head_only:
-            for head, start, end in plan.parts:
-                req.write(head)
-                await _send_span(ctx, mapped, fd, start, end)
-            req.write(plan.trailer)
-        req.end()
-    finally:
-        os.close(fd)
+    req.start(206, headers, plan.length)
+    if not req.head_only:
+        for head, start, end in plan.parts:
+            req.write(head)
+            await _send_span(ctx, mapped, fd, start, end)
+        req.write(plan.trailer)
+    req.end()
 
 
 async def _send_span(ctx: _Ctx, mapped: Mapped, fd: int, start: int, end: int) -> None:

@@ -21,12 +21,13 @@ class RespawnThrottle:
         self.recent: deque[float] = deque()
         self.delay = 0.0  # the current back-off; 0 = not throttling
         self.not_before = 0.0  # no respawn before this time
+        self.last = float("-inf")  # the last respawn
 
     def _forget(self, now: float) -> None:
         while self.recent and now - self.recent[0] > self.window:
             self.recent.popleft()
-        if not self.recent and now >= self.not_before:
-            self.delay = 0.0
+        if now - self.last > self.window and now >= self.not_before:
+            self.delay = 0.0  # a whole window without a respawn: calm again
 
     def next_allowed(self, now: float) -> float:
         """When the next respawn may happen (<= now: at once). Starts or extends a back-off."""
@@ -43,3 +44,4 @@ class RespawnThrottle:
     def record(self, now: float) -> None:
         """A respawn happened at `now`."""
         self.recent.append(now)
+        self.last = now

@@ -341,3 +341,30 @@ def test_signal_right_after_pid_file_is_not_fatal(pyginx: Pyginx) -> None:
     os.kill(master, signal.SIGHUP)
     wait_for(lambda: pyginx.get("/").body == b"two", 10, "the reload")
     assert alive(master)
+
+
+def test_crash_loop_is_throttled(pyginx: Pyginx) -> None:
+    pyginx.write_config(basic_config(pyginx.port, workers=1))
+    master = pyginx.start(workers=1)
+    killed: set[int] = set()
+    t0 = time.monotonic()
+    # Kill every worker as soon as it appears, more often than the master allows respawns (10 in 10 s).
+    for _ in range(20):
+
+        def next_victim() -> list[int] | bool:
+            if "respawn too fast" in pyginx.error_log():
+                return True
+            return [p for p in pyginx.workers(master) if p not in killed]
+
+        found = wait_for(next_victim, 10, "a worker to kill or the throttling")
+        if found is True:
+            break
+        assert isinstance(found, list)
+        os.kill(found[0], signal.SIGKILL)
+        killed.add(found[0])
+        t0 = time.monotonic()
+    assert len(killed) == 11  # the 11th crash within 10 s is throttled
+    pyginx.wait_workers(master, 1)  # respawned after the back-off, not before
+    assert time.monotonic() - t0 > 0.5
+    assert pyginx.get("/").status == 200
+    pyginx.allow = ("exited on signal 9", "respawn too fast")

@@ -13,7 +13,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pyginx.config.model import MainConfig
+from pyginx.config.model import Location, MainConfig
 from pyginx.errors import PyginxError
 from pyginx.listeners import ListenError, ListenerSet, open_listeners
 from pyginx.log import ErrorLog
@@ -49,12 +49,20 @@ def open_error_log(config: MainConfig) -> ErrorLog:
     spec = config.error_log
     if spec.path is not None:
         try:
-            os.makedirs(os.path.dirname(spec.path) or ".", exist_ok=True)
-            fd = os.open(spec.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            os.close(fd)
+            os.close(open_append(spec.path))
         except OSError as exc:
             raise StartupError(f'open() "{spec.path}" failed ({exc.errno}: {exc.strerror})') from exc
     return ErrorLog(spec.path, spec.level)
+
+
+def open_append(path: str) -> int:
+    """Open a log file for appending, creating its directory (logs/ is made at run time) if missing."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o644)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, flags, 0o644)
 
 
 def resolve_user(config: MainConfig) -> tuple[UserIds | None, tuple[str, ...]]:
@@ -79,6 +87,41 @@ def resolve_user(config: MainConfig) -> tuple[UserIds | None, tuple[str, ...]]:
     return UserIds(name, pw.pw_uid, gid), ()
 
 
+def log_paths(config: MainConfig) -> list[str]:
+    """Every log file the configuration names (error log, access logs at every level), once each."""
+    paths: list[str] = []
+    if config.error_log.path is not None:
+        paths.append(config.error_log.path)
+
+    def add_locations(locations: tuple[Location, ...]) -> None:
+        for location in locations:
+            paths.extend(a.path for a in location.settings.access_log if a.path)
+            add_locations(location.locations)
+
+    if config.http is not None:
+        paths.extend(a.path for a in config.http.settings.access_log if a.path)
+        for server in config.http.servers:
+            paths.extend(a.path for a in server.settings.access_log if a.path)
+            add_locations(server.locations)
+    return [p for p in dict.fromkeys(paths) if "$" not in p]
+
+
+def prepare_log_files(config: MainConfig, user: UserIds | None) -> None:
+    """As nginx's master: create the log files as root and hand them to the worker user, so workers that
+    dropped privileges can open them (at start) and reopen them (USR1) in a root-owned directory."""
+    if user is None:
+        return
+    for path in log_paths(config):
+        try:
+            fd = open_append(path)
+            try:
+                os.fchown(fd, user.uid, -1)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # the worker reports the failure when it opens the file itself
+
+
 def build_cycle(
     config: MainConfig,
     pool: Iterable[socket.socket],
@@ -88,6 +131,7 @@ def build_cycle(
     """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused."""
     user, warnings = resolve_user(config)
     log = open_error_log(config)
+    prepare_log_files(config, user)
     count = max(1, config.worker_processes) if workers is None else workers
     try:
         listeners, leftovers = open_listeners(config, pool, count, tries=tries)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pyginx import pidfile, worker
 from pyginx.channel import Channel, Command
-from pyginx.cycle import Cycle, StartupError, build_cycle, redirect_stderr
+from pyginx.cycle import Cycle, StartupError, build_cycle, prepare_log_files, redirect_stderr
 from pyginx.errors import ConfigError
 from pyginx.heartbeat import Heartbeat
 from pyginx.listeners import close_sockets
@@ -250,8 +250,7 @@ class Master:
 
     def worker_exited(self, proc: WorkerProc, status: int) -> None:
         info = describe_exit("worker process", proc.pid, status)
-        expected = proc.exiting and info.level == "notice"
-        error_log().log(info.level if not expected else "notice", info.message)
+        error_log().log(info.level, info.message)
         for line in info.extra:
             error_log().alert(line)
         proc.channel.close()
@@ -429,6 +428,7 @@ class Master:
         log = error_log()
         log.reopen()
         redirect_stderr(log)
+        prepare_log_files(self.cycle.config, self.cycle.user)  # new files, owned by the worker user
         for proc in self.workers.values():
             self.send(proc, Command.REOPEN)
 

@@ -368,3 +368,65 @@ def test_crash_loop_is_throttled(pyginx: Pyginx) -> None:
     assert time.monotonic() - t0 > 0.5
     assert pyginx.get("/").status == 200
     pyginx.allow = ("exited on signal 9", "respawn too fast")
+
+
+def proc_status(pid: int, field: str) -> str:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def test_user_and_rlimit_apply_to_workers(pyginx: Pyginx) -> None:
+    import pwd
+
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root")
+    nobody = pwd.getpwnam("nobody")
+    # pytest's temporary directories are private to root: nothing there for the workers to open.
+    text = basic_config(pyginx.port, main="user: nobody\nworker_rlimit_nofile: 4321")
+    pyginx.write_config(text.replace("access_log: logs/access.log", "access_log: false"))
+    master = pyginx.start(workers=2)
+    assert proc_status(master, "Uid").split()[0] == "0"
+    for pid in pyginx.workers(master):
+        assert proc_status(pid, "Uid").split() == [str(nobody.pw_uid)] * 4
+        limits = open(f"/proc/{pid}/limits").read()
+        assert [x for x in limits.splitlines() if x.startswith("Max open files")][0].split()[3:5] == [
+            "4321",
+            "4321",
+        ]
+    assert pyginx.get("/").status == 200
+
+
+def test_hup_with_unopenable_error_log_keeps_old_one(pyginx: Pyginx) -> None:
+    pyginx.write_config(basic_config(pyginx.port, body="one"))
+    master = pyginx.start(workers=2)
+    workers = pyginx.workers(master)
+    broken = basic_config(pyginx.port, body="two").replace(
+        "error_log: logs/error.log info", "error_log: html/index.html/error.log info"
+    )
+    pyginx.write_config(broken)
+    pyginx.signal(signal.SIGHUP)
+    wait_for(lambda: "[emerg]" in pyginx.error_log(), 10, "the reload error")
+    assert 'error.log" failed (20: Not a directory)' in pyginx.error_log()
+    pyginx.allow = ("(20: Not a directory)",)
+    assert pyginx.get("/").body == b"one"
+    assert pyginx.workers(master) == workers
+
+
+def test_hup_moves_the_pid_file(pyginx: Pyginx) -> None:
+    pyginx.write_config(basic_config(pyginx.port, workers=1))
+    master = pyginx.start(workers=1)
+    pyginx.write_config(
+        basic_config(pyginx.port, workers=1).replace("pid: logs/pyginx.pid", "pid: logs/other.pid")
+    )
+    pyginx.signal(signal.SIGHUP)
+    other = pyginx.prefix / "logs" / "other.pid"
+    wait_for(other.exists, 10, "the new pid file")
+    assert pyginx.read_pid(other) == master
+    assert not pyginx.pid_path.exists()
+    os.kill(master, signal.SIGQUIT)
+    pyginx.wait_exit(master, 10)
+    assert not other.exists()

@@ -1,0 +1,263 @@
+"""From measured outcomes to figures: the summary per scenario, the markdown report and its JSON twin."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from scenarios import SERVERS, Outcome, Params, Run, median
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    title: str
+    measure: str  # what the pyginx / nginx columns hold
+    unit: str
+    pyginx: float
+    nginx: float
+    ratio: float  # median of per-round ratios pyginx/nginx
+    rounds: list[float]  # the per-round ratios
+    target: str
+    limit: float  # the target's number: a ratio, KiB, or a fraction for the log's cost
+    higher_is_better: bool
+    met: bool
+    extra: str = ""  # a second figure worth a glance (req/s at 1,000 connections, log cost of nginx)
+
+
+METRICS = {  # metric -> (measure shown, unit, how to read it from a run)
+    "rps": ("req/s", "req/s", lambda r: r.wrk.rps),
+    "mbps": ("throughput", "MB/s", lambda r: r.wrk.mb_per_s),
+    "p99": ("p99 latency", "ms", lambda r: r.wrk.p99_ms),
+}
+
+
+def per_server(runs: list[Run], server: str, key: object, variant: str = "") -> list[float]:
+    return [key(r) for r in runs if r.server == server and r.variant == variant]  # type: ignore[operator]
+
+
+def round_ratios(runs: list[Run], key: object, variant: str = "") -> list[float]:
+    mine = per_server(runs, "pyginx", key, variant)
+    theirs = per_server(runs, "nginx", key, variant)
+    return [a / b if b else math.nan for a, b in zip(mine, theirs, strict=True)]
+
+
+def summarize(outcome: Outcome) -> Summary:
+    kind = outcome.scenario.kind
+    if kind == "idle":
+        return summarize_idle(outcome)
+    if kind == "accesslog":
+        return summarize_accesslog(outcome)
+    return summarize_load(outcome)
+
+
+def summarize_load(outcome: Outcome) -> Summary:
+    scenario = outcome.scenario
+    measure, unit, key = METRICS[scenario.target.metric]
+    ratios = round_ratios(outcome.runs, key)
+    ratio = median(ratios)
+    extra = ""
+    if scenario.target.metric == "p99":
+        rps = [median(per_server(outcome.runs, s, METRICS["rps"][2])) for s in SERVERS]
+        extra = f"req/s {rps[0]:,.0f} vs {rps[1]:,.0f}"
+    return Summary(
+        scenario.name,
+        scenario.title,
+        measure,
+        unit,
+        median(per_server(outcome.runs, "pyginx", key)),
+        median(per_server(outcome.runs, "nginx", key)),
+        ratio,
+        ratios,
+        scenario.target.describe(),
+        scenario.target.limit,
+        scenario.target.higher_is_better,
+        scenario.target.met(ratio),
+        extra,
+    )
+
+
+def summarize_idle(outcome: Outcome) -> Summary:
+    scenario = outcome.scenario
+    figures = {r.server: r.kib_per_conn for r in outcome.idle}
+    mine, theirs = figures.get("pyginx", math.nan), figures.get("nginx", math.nan)
+    ratio = mine / theirs if theirs else math.nan
+    held = "/".join(f"{r.held:,}" for r in outcome.idle)
+    return Summary(
+        scenario.name,
+        scenario.title,
+        "memory per idle conn",
+        "KiB",
+        mine,
+        theirs,
+        ratio,
+        [ratio],
+        scenario.target.describe(),
+        scenario.target.limit,
+        scenario.target.higher_is_better,
+        scenario.target.met(mine),
+        f"held {held}",
+    )
+
+
+def log_costs(outcome: Outcome, server: str) -> list[float]:
+    """Per round, the share of throughput the access log takes: 1 - rps(log on) / rps(log off)."""
+    on = per_server(outcome.runs, server, METRICS["rps"][2], "log")
+    off = per_server(outcome.runs, server, METRICS["rps"][2], "nolog")
+    return [1 - a / b if b else math.nan for a, b in zip(on, off, strict=True)]
+
+
+def summarize_accesslog(outcome: Outcome) -> Summary:
+    scenario = outcome.scenario
+    mine, theirs = median(log_costs(outcome, "pyginx")), median(log_costs(outcome, "nginx"))
+    ratios = round_ratios(outcome.runs, METRICS["rps"][2], "log")
+    rps = [median(per_server(outcome.runs, s, METRICS["rps"][2], "log")) for s in SERVERS]
+    return Summary(
+        scenario.name,
+        scenario.title,
+        "cost of the log",
+        "%",
+        mine * 100,
+        theirs * 100,
+        median(ratios),  # req/s with the log on, pyginx/nginx
+        ratios,
+        scenario.target.describe(),
+        scenario.target.limit,
+        scenario.target.higher_is_better,
+        scenario.target.met(mine),
+        f"req/s {rps[0]:,.0f} vs {rps[1]:,.0f}",
+    )
+
+
+def fmt(value: float, unit: str) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if unit in ("req/s", "MB/s"):
+        return f"{value:,.0f} {unit}"
+    if unit == "%":
+        return f"{value:.1f} %"
+    return f"{value:,.2f} {unit}"
+
+
+def summary_table(summaries: list[Summary]) -> list[str]:
+    lines = [
+        "| scenario | measure | pyginx | nginx | pyginx/nginx (median of rounds) | per-round ratios | target"
+        " | met |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for s in summaries:
+        rounds = ", ".join(f"{r:.2f}" for r in s.rounds)
+        target = s.target + (" (pyginx's cost)" if s.unit == "%" else " (pyginx)" if s.unit == "KiB" else "")
+        ratio_note = " (req/s, log on)" if s.unit == "%" else ""
+        extra = f"<br>{s.extra}" if s.extra else ""
+        lines.append(
+            f"| {s.title} | {s.measure}{extra} | {fmt(s.pyginx, s.unit)} | {fmt(s.nginx, s.unit)} "
+            f"| **{s.ratio:.2f}x**{ratio_note} | {rounds} | {target} | {'yes' if s.met else '**no**'} |"
+        )
+    return lines
+
+
+def runs_table(outcomes: list[Outcome]) -> list[str]:
+    lines = [
+        "| scenario | server | round | req/s | MB/s | p50 ms | p90 ms | p99 ms | max ms | errors (HTTP/socket)"
+        " | worker CPU | wrk CPU | others' CPU | bytes/resp |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for outcome in outcomes:
+        for r in outcome.runs:
+            w = r.wrk
+            server = (
+                f"{r.server} ({'log on' if r.variant == 'log' else 'log off'})" if r.variant else r.server
+            )
+            lines.append(
+                f"| {outcome.scenario.name} | {server} | {r.round} | {w.rps:,.0f} | {w.mb_per_s:,.1f} "
+                f"| {w.p50_ms:.2f} | {w.p90_ms:.2f} | {w.p99_ms:.2f} | {w.max_ms:.1f} "
+                f"| {w.http_errors}/{w.socket_errors} | {r.server_cpu:.0%} | {w.client_cpu:.0%} | {r.other_cpu:.0%} "
+                f"| {w.bytes_per_request:,.0f} |"
+            )
+    return lines
+
+
+def idle_table(outcomes: list[Outcome]) -> list[str]:
+    results = [r for o in outcomes for r in o.idle]
+    if not results:
+        return []
+    lines = [
+        "| server | connections held | failed | worker fds added | RSS before (KiB) | RSS while held (KiB)"
+        " | KiB per connection |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.server} | {r.held:,} | {r.failed:,} | {r.fds_added:,} | {r.rss_before_kib:,} "
+            f"| {r.rss_after_kib:,} | {r.kib_per_conn:.2f} |"
+        )
+    return lines
+
+
+def header(machine: dict[str, str], params: Params, pinning: str, quick: bool) -> list[str]:
+    kind = "quick smoke run (not comparable)" if quick else "full run"
+    lines = [
+        "# pyginx vs nginx",
+        "",
+        f"{machine['date']}, {kind}: {params.rounds} rounds of {params.duration:g} s per server and scenario,"
+        f" alternating the order each round, after {params.warmup:g} s of warm-up; {pinning}.",
+        "",
+        "| machine | |",
+        "| --- | --- |",
+    ]
+    lines += [f"| {key} | {value} |" for key, value in machine.items() if key != "date"]
+    return lines
+
+
+def markdown(
+    outcomes: list[Outcome], machine: dict[str, str], params: Params, pinning: str, quick: bool
+) -> str:
+    summaries = [summarize(o) for o in outcomes]
+    problems = [f"- {o.scenario.name}: {p}" for o in outcomes for p in o.problems]
+    parts = header(machine, params, pinning, quick)
+    parts += ["", "## Against the targets of issue 6", "", *summary_table(summaries), ""]
+    parts += [
+        "Ratios are pyginx/nginx: above 1 pyginx is faster for req/s and MB/s, and worse for latency and"
+        " memory. Each ratio is the median of the ratios of the rounds (pyginx and nginx measured back to"
+        " back); the pyginx and nginx columns are medians of their rounds.",
+        "",
+    ]
+    parts += ["## Problems seen", "", *(problems or ["- none: no errors logged, every body checked"]), ""]
+    if any(o.idle for o in outcomes):
+        parts += ["## Idle keep-alive connections", "", *idle_table(outcomes), ""]
+    if any(o.runs for o in outcomes):
+        parts += ["## Every run", "", *runs_table(outcomes), ""]
+        parts += [
+            "Worker CPU is the server worker's CPU time over the run's wall time (100 % = its core is"
+            " saturated); wrk CPU likewise for the client; others' CPU is what every other process on the"
+            " machine used meanwhile (not the origin, nor kernel threads, which carry the loopback traffic):"
+            " well above 0 %, somebody else's load disturbed the run. HTTP errors are wrk's count of responses with"
+            " status >= 400; socket errors add up connect, read, write errors and timeouts.",
+            "",
+        ]
+    return "\n".join(parts)
+
+
+def as_json(
+    outcomes: list[Outcome], machine: dict[str, str], params: Params, pinning: str
+) -> dict[str, object]:
+    return {
+        "machine": machine,
+        "params": dataclasses.asdict(params),
+        "pinning": pinning,
+        "summaries": [dataclasses.asdict(summarize(o)) for o in outcomes],
+        "runs": [
+            {
+                "scenario": o.scenario.name,
+                **dataclasses.asdict(r),
+                "rps": r.wrk.rps,
+                "mb_per_s": r.wrk.mb_per_s,
+            }
+            for o in outcomes
+            for r in o.runs
+        ],
+        "idle": [dataclasses.asdict(r) | {"kib_per_conn": r.kib_per_conn} for o in outcomes for r in o.idle],
+        "problems": {o.scenario.name: o.problems for o in outcomes},
+    }

@@ -1,0 +1,163 @@
+"""pyginx vs nginx, side by side: `make bench` (or `.venv/bin/python bench/run.py [--quick] [--scenario NAME]`).
+
+Sets up a temporary work directory with the files and equivalent configurations, starts the shared
+origin, then runs each scenario against fresh pyginx and nginx servers (see scenarios.py), and writes
+bench/results/latest.{md,png,json} for a full run (partial.* for --quick or --scenario runs). Every
+process it starts is stopped by pid before it exits, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+import chart
+import configs
+import machine
+import report
+import scenarios
+import tools
+import wrkrun
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NOFILE = 65536
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short rounds, for a smoke run (2 x 2 s)")
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        choices=[s.name for s in scenarios.SCENARIOS],
+        help="run only this scenario (repeatable); default: all",
+    )
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 3, --quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 10, --quick 2)")
+    parser.add_argument("--idle-connections", type=int, help="for the memory scenario (default 10000)")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    return parser.parse_args(argv)
+
+
+def params_from(args: argparse.Namespace) -> scenarios.Params:
+    base = scenarios.Params()
+    if args.quick:
+        base = scenarios.Params(rounds=2, duration=2.0, warmup=1.0, idle_connections=2000, quiet_wait=0.0)
+    return dataclasses.replace(
+        base,
+        rounds=args.rounds or base.rounds,
+        duration=args.duration or base.duration,
+        idle_connections=args.idle_connections or base.idle_connections,
+    )
+
+
+def pinning_text(server_cpus: str | None, client_cpus: str | None) -> str:
+    if server_cpus is None:
+        return "not pinned to CPUs"
+    return (
+        f"the server under test pinned to CPU {server_cpus}, wrk, the origin and the idle-connection"
+        f" client to CPU {client_cpus} (taskset)"
+    )
+
+
+def prepare(root: Path, args: argparse.Namespace, programs: dict[str, str]) -> scenarios.Bench:
+    layout = configs.make_layout(root)
+    ports = {name: configs.Ports(configs.free_port(), configs.free_port()) for name in scenarios.SERVERS}
+    origin_port = configs.free_port()
+    lim = configs.limits()
+    configs.pyginx_config(layout, ports["pyginx"], origin_port, lim)
+    configs.nginx_config(layout, ports["nginx"], origin_port, lim)
+    configs.origin_config(layout, origin_port, lim)
+    server_cpus, client_cpus = (None, None) if args.no_pin else tools.cpu_plan()
+    return scenarios.Bench(
+        layout,
+        ports,
+        origin_port,
+        programs["nginx"],
+        server_cpus,
+        client_cpus,
+        params_from(args),
+        wrkrun.write_script(root),
+    )
+
+
+def run_all(bench: scenarios.Bench, chosen: list[scenarios.Scenario]) -> list[scenarios.Outcome]:
+    origin = bench.origin()
+    outcomes = []
+    try:
+        origin.start("/" + configs.SMALL)
+        bench.helpers = sorted(origin.known)
+        for scenario in chosen:
+            print(f"== {scenario.name}: {scenario.title}", flush=True)
+            outcomes.append(scenarios.run_scenario(bench, scenario))
+    finally:
+        origin.stop()
+    return outcomes
+
+
+def write_results(
+    outcomes: list[scenarios.Outcome], bench: scenarios.Bench, info: dict[str, str], stem: str, quick: bool
+) -> str:
+    pinning = pinning_text(bench.server_cpus, bench.client_cpus)
+    text = report.markdown(outcomes, info, bench.params, pinning, quick)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.md").write_text(text)
+    data = report.as_json(outcomes, info, bench.params, pinning)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
+    if tools.ensure_matplotlib():
+        summaries = [report.summarize(o) for o in outcomes]
+        chart.draw(
+            summaries, f"pyginx vs nginx, {info['date']} ({info['cpu model']})", RESULTS / f"{stem}.png"
+        )
+    else:
+        print("bench: matplotlib unavailable, no chart written", file=sys.stderr)
+    return text
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so that the finally blocks stop every server we started."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    stop_on_sigterm()
+    programs = tools.ensure_programs()
+    tools.raise_nofile(NOFILE)
+    chosen = [s for s in scenarios.SCENARIOS if not args.scenario or s.name in args.scenario]
+    full = not args.quick and not args.scenario and args.rounds is None and args.duration is None
+    root = Path(tempfile.mkdtemp(prefix="pyginx-bench-"))
+    try:
+        bench = prepare(root, args, programs)
+        info = machine.describe(programs)
+        print(
+            f"bench: work directory {root}; {pinning_text(bench.server_cpus, bench.client_cpus)}", flush=True
+        )
+        outcomes = run_all(bench, chosen)
+        text = write_results(outcomes, bench, info, "latest" if full else "partial", args.quick)
+    finally:
+        if args.keep:
+            print(f"bench: kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    print()
+    print(text)
+    missed = [o.scenario.name for o in outcomes if not report.summarize(o).met]
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -100,7 +100,9 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("GET", "/big.bin", {"Range": "bytes=0-0,-1,1000-1999"}),
     ("GET", "/big.bin", {"Range": "bytes=100-199,50-149"}),
     ("GET", "/a.txt", {"If-None-Match": "*"}),
-    ("GET", "/a.txt", {"If-None-Match": '"x", W/"6b0b0dd1-c"'}),
+    ("GET", "/a.txt", {"If-None-Match": f'"x", W/"{MTIME:x}-c"'}),
+    ("GET", "/a.txt", {"If-Match": f'W/"{MTIME:x}-c"'}),
+    ("GET", "/a.txt", {"If-Match": f'"{MTIME:x}-c"'}),
     ("GET", "/a.txt", {"If-Match": '"x"'}),
     ("GET", "/a.txt", {"If-Match": "*"}),
     ("GET", "/a.txt", {"If-Unmodified-Since": "garbage"}),
@@ -125,6 +127,12 @@ CASES: list[tuple[str, str, dict[str, str]]] = [
     ("GET", "/img/x.png", {}),
     ("GET", "/re/x.jpg", {}),
     ("GET", "/a%20b.txt", {}),
+    ("GET", "/link_in", {}),
+    ("GET", "/dirlink/index.html", {}),
+    ("GET", "/strict/a.txt", {}),
+    ("GET", "/strict/link_in", {}),
+    ("GET", "/strict/dirlink/index.html", {}),
+    ("GET", "/strict/dirlink/", {}),
     ("GET", "/%2e%2e/x", {}),
 ]
 
@@ -151,6 +159,9 @@ def _site(root: Path) -> None:
     for name, data in files.items():
         (html / name).write_bytes(data)
     import gzip
+
+    (html / "link_in").symlink_to("a.txt")
+    (html / "dirlink").symlink_to("dir")
 
     (html / "a.txt.gz").write_bytes(gzip.compress(b"hello world\n", mtime=0))
     for path in [*html.rglob("*"), html]:
@@ -185,6 +196,7 @@ http {{
     location /tf/ {{ alias {html}/; try_files $uri $uri/ =404; }}
     location /tf418/ {{ alias {html}/; try_files $uri =418; }}
     location /ep/ {{ error_page 404 /404.html; }}
+    location /strict/ {{ alias {html}/; disable_symlinks on; }}
     location ~ ^/re/(.+)\\.jpg$ {{ alias {html}/img/$1.png; }}
   }}
 }}
@@ -235,6 +247,9 @@ http:
           try_files: $uri =418
         - location: /ep/
           error_page: {{404: /404.html}}
+        - location: /strict/
+          alias: {html}/
+          disable_symlinks: true
         - location: ~ ^/re/(.+)\\.jpg$
           alias: {html}/img/$1.png
 """

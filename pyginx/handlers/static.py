@@ -31,6 +31,7 @@ from pyginx.handlers.paths import (
     PathError,
     Policy,
     alias_base,
+    check_contained,
     escape_uri,
     map_uri,
     open_file,
@@ -215,6 +216,8 @@ def _directory(ctx: _Ctx) -> None:
             req.internal_redirect(name)
             return
         try:
+            # an index name may come from a variable ($arg_x): it gets the containment check too
+            check_contained(mapped.path + name, mapped.base)
             ctx.lookup(Mapped(mapped.path + name, mapped.base), test_only=True)
         except PathError as e:
             err = e.errno

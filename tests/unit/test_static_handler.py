@@ -481,3 +481,13 @@ def test_open_file_cache_serves_consistent_bodies(site: Site) -> None:
     path.write_bytes(b"version-two")
     r = site.get("/c.txt")
     assert r.body == b"version-two" and r.headers["content-length"] == "11"
+
+
+def test_index_from_a_variable_stays_inside(site: Site) -> None:
+    (site.root / "canary.txt").write_bytes(b"CANARY")
+    (site.html / "d").mkdir()
+    site.file("d/ok.html", "ok")
+    site.config(server="index: $arg_i")
+    assert site.get("/d/?i=ok.html").body == b"ok"
+    r = site.get("/d/?i=../../canary.txt")
+    assert r.status == 403 and b"CANARY" not in r.body

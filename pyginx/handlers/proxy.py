@@ -505,10 +505,9 @@ class _Proxy:
                 raise _timed_out(READING_HEAD) from None
             except OSError as exc:
                 raise _Fail("error", _os_message("recv", exc, READING_HEAD)) from None
+            if not data:
+                raise _Fail("error", f"upstream prematurely closed connection {READING_HEAD}")
             try:
-                if not data:
-                    parser.feed_eof()
-                    raise _Fail("error", f"upstream prematurely closed connection {READING_HEAD}")
                 pieces = parser.feed(data)
             except UpstreamInvalidHeader as exc:
                 raise _Fail("invalid_header", f"{exc.message} {READING_HEAD}") from None
@@ -625,6 +624,9 @@ class _Proxy:
         error: str | None = None
         try:
             while not parser.complete:
+                if parser.error is not None:
+                    error = f"upstream sent invalid chunked response {READING_BODY}"
+                    break
                 # backpressure: no more upstream reading until the client took what it was given
                 await req.drain()
                 try:

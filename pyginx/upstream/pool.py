@@ -136,7 +136,8 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             await fut
         finally:
-            self._read_waiter = None
+            if self._read_waiter is fut:  # a cancelled earlier waiter must not clear a newer one
+                self._read_waiter = None
             if handle is not None:
                 handle.cancel()
         data = self.read_nowait()
@@ -153,7 +154,8 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             await fut
         finally:
-            self._read_waiter = None
+            if self._read_waiter is fut:
+                self._read_waiter = None
 
     # ------------------------------------------------------------------ writing
 
@@ -177,7 +179,8 @@ class UpstreamConnection(asyncio.Protocol):
             try:
                 await fut
             finally:
-                self._drain_waiter = None
+                if self._drain_waiter is fut:
+                    self._drain_waiter = None
                 if handle is not None:
                     handle.cancel()
             if self.write_paused and not self.closed:

@@ -229,6 +229,7 @@ class ResponseParser:
         self.received = 0  # body bytes received (after de-chunking)
         self.extra = b""  # bytes after the end of the response (an upstream that must not be reused)
         self.head_bytes = 0
+        self.error: UpstreamError | None = None  # a body error met, raised by the next feed()
         self._buf = b""
         self._parser: httptools.HttpResponseParser | None = None
         self._body_cb: _BodyCallbacks | None = None
@@ -236,7 +237,12 @@ class ResponseParser:
     # ------------------------------------------------------------------------------------------- input
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Consume bytes from the upstream; returns body pieces (possibly empty)."""
+        """Consume bytes from the upstream; returns body pieces (possibly empty).
+
+        A bad body (an invalid chunk) is raised by the call after the one that met it, so that the
+        body bytes before it, and the head, are not lost with it; `error` shows it at once."""
+        if self.error is not None:
+            raise self.error
         if self.head is None:
             return self._feed_head(data)
         return self._feed_body(data)
@@ -244,6 +250,8 @@ class ResponseParser:
     def feed_eof(self) -> None:
         """The upstream closed. Fine after a complete response or for a read-until-close body;
         otherwise the response was cut short (UpstreamError)."""
+        if self.error is not None:
+            raise self.error
         if self.head is None:
             raise UpstreamError("upstream prematurely closed connection while reading response header")
         if self.complete:
@@ -343,8 +351,12 @@ class ResponseParser:
             parser.feed_data(data)
         except httptools.HttpParserError as exc:
             if not cb.complete:
-                raise UpstreamInvalidHeader(f"upstream sent invalid chunked response: {exc}") from None
-            cb.overrun = True  # garbage after the last chunk: the response is whole, the connection is not
+                # the chunks before the bad one are still delivered; the error comes with the next call
+                self.error = UpstreamInvalidHeader(f"upstream sent invalid chunked response: {exc}")
+            else:
+                cb.overrun = (
+                    True  # garbage after the last chunk: the response is whole, the connection is not
+                )
         out, cb.chunks = cb.chunks, []
         for piece in out:
             self.received += len(piece)

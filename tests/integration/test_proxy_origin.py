@@ -18,7 +18,7 @@ malformed or ambiguous responses, close idle connections, echo bodies and WebSoc
 
 Settings: `idle_close` (seconds: close keep-alive connections idle that long), `drop_reused` (read a
 request on a reused connection and close it unanswered: a server that gave up the connection just as
-the request arrived). Counters: `connections`, `closed`, `requests` (every request seen, whole).
+the request arrived), `status_override` (answer everything with that status), `reset_all`. Counters: `connections`, `closed`, `requests` (every request seen, whole).
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 PATTERN = bytes(range(256)) * 4
+BIG_PIECE = PATTERN * 64  # /big writes 64 KiB at a time; its body is PATTERN repeated
+
+
+def big_body(size: int) -> bytes:
+    return (PATTERN * (size // len(PATTERN) + 1))[:size]
+
 
 RAW = {
     "cl-te": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -80,6 +86,9 @@ class Origin:
     name: str = "origin"
     idle_close: float | None = None
     drop_reused: bool = False
+    status_override: int | None = None  # answer every request with this status
+    reset_all: bool = False  # reset every connection on its first request
+    bytes_out: int = 0  # body bytes written by /big (to watch backpressure)
     port: int = 0
     connections: int = 0
     closed: int = 0
@@ -110,6 +119,11 @@ class Origin:
                 self._server.close()
             for w in list(self._writers):
                 w.transport.abort()
+            me = asyncio.current_task()
+            others = [t for t in asyncio.all_tasks() if t is not me]
+            for t in others:
+                t.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
         try:
             asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(5)
@@ -151,8 +165,8 @@ class Origin:
                 keep = await self._answer(req, reader, writer)
                 if not keep or (req.header("connection") or "").lower() == "close":
                     break
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # cancelled by stop(): finish quietly
         finally:
             self._writers.discard(writer)
             with self._lock:
@@ -190,6 +204,11 @@ class Origin:
         url = urlsplit(req.target)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = url.path
+        if self.reset_all:
+            path = "/reset"
+        elif self.status_override is not None:
+            code = self.status_override
+            return await self._send(w, code, f"status {code} from {self.name}".encode())
         if path == "/reset":
             sock = w.transport.get_extra_info("socket")
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -227,7 +246,8 @@ class Origin:
             return await self._send(w, 200, req.body, chunked=bool(q.get("chunked")))
         if path == "/big":
             size = int(q["size"])
-            return await self._send_big(w, size, chunked=bool(q.get("chunked")), close=bool(q.get("close")))
+            head_only = req.method == "HEAD"
+            return await self._send_big(w, size, bool(q.get("chunked")), bool(q.get("close")), head_only)
         if path == "/redirect":
             host = req.header("host") or "x"
             w.write(
@@ -269,19 +289,25 @@ class Origin:
         await w.drain()
         return True
 
-    async def _send_big(self, w: asyncio.StreamWriter, size: int, chunked: bool, close: bool) -> bool:
+    async def _send_big(
+        self, w: asyncio.StreamWriter, size: int, chunked: bool, close: bool, head_only: bool = False
+    ) -> bool:
         if chunked:
             w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
         elif close:
             w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
         else:
             w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+        if head_only:
+            await w.drain()
+            return True
         sent = 0
         while sent < size:
-            piece = PATTERN[: min(len(PATTERN), size - sent)]
+            piece = BIG_PIECE[: min(len(BIG_PIECE), size - sent)]
             w.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
             sent += len(piece)
             await w.drain()
+            self.bytes_out += len(piece)
         if chunked:
             w.write(b"0\r\n\r\n")
         await w.drain()

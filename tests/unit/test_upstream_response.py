@@ -106,12 +106,22 @@ def test_cut_short_is_an_error(data: bytes) -> None:
         (b"HTTP/2.0 200 OK\r\n\r\n", "no valid HTTP/1.0 header"),
         (b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n", "invalid header"),
         (b"HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n", "invalid header"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "invalid chunked"),
     ],
 )
 def test_invalid_responses(data: bytes, message: str) -> None:
     with pytest.raises(UpstreamInvalidHeader, match=message):
         parse(data, eof=False)
+
+
+def test_bad_chunk_is_raised_after_the_good_data() -> None:
+    p = ResponseParser(4096)
+    pieces = p.feed(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n")
+    assert p.head is not None and pieces == [b"abc"]
+    assert isinstance(p.error, UpstreamInvalidHeader)
+    with pytest.raises(UpstreamInvalidHeader, match="invalid chunked"):
+        p.feed(b"more")
+    with pytest.raises(UpstreamInvalidHeader, match="invalid chunked"):
+        p.feed_eof()
 
 
 def test_header_bigger_than_the_buffer() -> None:

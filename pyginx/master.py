@@ -20,6 +20,7 @@ from pyginx import pidfile, worker
 from pyginx.channel import Channel, Command
 from pyginx.cycle import Cycle, StartupError, build_cycle, prepare_log_files, redirect_stderr
 from pyginx.errors import ConfigError
+from pyginx.heartbeat import INTERVAL as HEARTBEAT_INTERVAL
 from pyginx.heartbeat import Heartbeat
 from pyginx.listeners import close_sockets
 from pyginx.log import error_log, set_error_log
@@ -88,6 +89,8 @@ class Master:
         self.throttle = RespawnThrottle(burst=max(10, 2 * cycle.workers))
         self.retiring: list[WorkerProc] = []  # old generation, retired once the new one serves
         self.retire_deadline = 0.0
+        self.last_check = time.monotonic()  # the previous heartbeat check
+        self.heartbeat_grace = 0.0  # no heartbeat verdict before this time
 
     # ------------------------------------------------------------------ the loop
 
@@ -299,7 +302,12 @@ class Master:
 
     def check_heartbeats(self, now: float) -> None:
         limit = self.cycle.config.worker_heartbeat_timeout
-        if not limit or limit <= 0:
+        gap, self.last_check = now - self.last_check, now
+        if gap > 3 * TICK:
+            # We did not run for a while ourselves (SIGSTOP of the whole group, a suspended VM): the
+            # workers were frozen too, so their stale stamps prove nothing. Let them stamp again first.
+            self.heartbeat_grace = now + 3 * HEARTBEAT_INTERVAL
+        if not limit or limit <= 0 or now < self.heartbeat_grace:
             return
         for proc in self.workers.values():
             if proc.killed:

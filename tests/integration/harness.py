@@ -263,10 +263,10 @@ class Pyginx:
                 raise AssertionError(
                     f"pyginx exited with {proc.returncode}: {self.stderr()}\n{self.error_log()}"
                 )
-            pid = self.read_pid()
-            if pid is None or not port_answers(self.port):
+            if not port_answers(self.port):
                 return None
-            return pid
+            pid = self.read_pid()  # read after the port answers: the file may hold a stale pid before
+            return pid if pid is not None and alive(pid) and "pyginx" in cmdline(pid) else None
 
         pid = wait_for(ready, timeout, "pyginx to serve")
         self.known.add(pid)

@@ -430,3 +430,19 @@ def test_hup_moves_the_pid_file(pyginx: Pyginx) -> None:
     os.kill(master, signal.SIGQUIT)
     pyginx.wait_exit(master, 10)
     assert not other.exists()
+
+
+def test_stopping_the_whole_group_kills_no_worker(pyginx: Pyginx) -> None:
+    """SIGSTOP/SIGCONT of master and workers together (Ctrl-Z in a terminal) is no stuck worker."""
+    pyginx.write_config(basic_config(pyginx.port, main="worker_heartbeat_timeout: 1s"))
+    master = pyginx.start(workers=2)
+    workers = pyginx.workers(master)
+    group = [master, *workers]
+    for pid in group:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(3)  # the point of the test: longer than the heartbeat timeout
+    for pid in group:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(2)
+    assert pyginx.workers(master) == workers
+    assert "is stuck" not in pyginx.error_log()

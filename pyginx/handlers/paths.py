@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -368,11 +367,3 @@ def stat_file(path: str, base: str, policy: Policy) -> os.stat_result:
     fd, st = open_file(path, base, policy, test_only=True)
     os.close(fd)
     return st
-
-
-def is_regular(st: os.stat_result) -> bool:
-    return stat.S_ISREG(st.st_mode)
-
-
-def is_dir(st: os.stat_result) -> bool:
-    return stat.S_ISDIR(st.st_mode)

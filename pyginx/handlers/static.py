@@ -530,12 +530,8 @@ def _respond_file(
         req.send_error(412)
         return None
     if decision == 304:
-        headers = [("Last-Modified", info.last_modified)]
-        if etag is not None:
-            headers.append(("ETag", etag))
-        if vary:
-            headers.append(("Vary", "Accept-Encoding"))
-        req.respond(304, headers)
+        full = _entity_headers(info, content_type, s, encoding, vary, last_modified=True)
+        req.respond(304, [h for h in full if h[0].lower() not in conditional.NOT_MODIFIED_DROPS])
         return None
 
     rd = ranges.decide(req.headers, size, etag, info.mtime, s.max_ranges) if ranges_on else ranges.FULL

@@ -196,6 +196,30 @@ def idle_table(outcomes: list[Outcome]) -> list[str]:
     return lines
 
 
+def hotspots_section(outcomes: list[Outcome]) -> list[str]:
+    profiled = [o for o in outcomes if o.hotspots]
+    if not profiled:
+        return []
+    lines = [
+        "## Where pyginx's worker spends its time (py-spy, an extra unmeasured run)",
+        "",
+        "Share of the samples taken while the worker was running Python: *self* in the function itself,"
+        " *total* in it and what it called. Native code (uvloop, httptools, syscalls) counts as self"
+        " time of the Python function that called it.",
+        "",
+    ]
+    for o in profiled:
+        lines += [
+            f"**{o.scenario.name}** ({o.scenario.title})",
+            "",
+            "| function | self | total |",
+            "| --- | ---: | ---: |",
+        ]
+        lines += [f"| `{h.function}` | {h.self_share:.1%} | {h.total_share:.1%} |" for h in o.hotspots]
+        lines.append("")
+    return lines
+
+
 def header(machine: dict[str, str], params: Params, pinning: str, quick: bool) -> list[str]:
     kind = "quick smoke run (not comparable)" if quick else "full run"
     lines = [
@@ -237,6 +261,7 @@ def markdown(
             " status >= 400; socket errors add up connect, read, write errors and timeouts.",
             "",
         ]
+    parts += hotspots_section(outcomes)
     return "\n".join(parts)
 
 
@@ -260,4 +285,7 @@ def as_json(
         ],
         "idle": [dataclasses.asdict(r) | {"kib_per_conn": r.kib_per_conn} for o in outcomes for r in o.idle],
         "problems": {o.scenario.name: o.problems for o in outcomes},
+        "hotspots": {
+            o.scenario.name: [dataclasses.asdict(h) for h in o.hotspots] for o in outcomes if o.hotspots
+        },
     }

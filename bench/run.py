@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import shutil
 import signal
@@ -21,6 +22,7 @@ from types import FrameType
 import chart
 import configs
 import machine
+import pyspy
 import report
 import scenarios
 import tools
@@ -44,6 +46,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--idle-connections", type=int, help="for the memory scenario (default 10000)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="after each scenario's rounds, profile pyginx's worker with py-spy",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser.parse_args(argv)
 
@@ -87,6 +94,7 @@ def prepare(root: Path, args: argparse.Namespace, programs: dict[str, str]) -> s
         client_cpus,
         params_from(args),
         wrkrun.write_script(root),
+        RESULTS if args.profile else None,
     )
 
 
@@ -109,11 +117,10 @@ def write_results(
 ) -> str:
     pinning = pinning_text(bench.server_cpus, bench.client_cpus)
     text = report.markdown(outcomes, info, bench.params, pinning, quick)
-    RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.md").write_text(text)
     data = report.as_json(outcomes, info, bench.params, pinning)
     (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
-    if tools.ensure_matplotlib():
+    if tools.ensure_module("matplotlib", lambda: importlib.util.find_spec("matplotlib") is not None):
         summaries = [report.summarize(o) for o in outcomes]
         chart.draw(
             summaries, f"pyginx vs nginx, {info['date']} ({info['cpu model']})", RESULTS / f"{stem}.png"
@@ -136,10 +143,13 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     stop_on_sigterm()
     programs = tools.ensure_programs()
+    if args.profile:
+        tools.ensure_module("py-spy", lambda: pyspy.find_pyspy() is not None)
     tools.raise_nofile(NOFILE)
     chosen = [s for s in scenarios.SCENARIOS if not args.scenario or s.name in args.scenario]
     full = not args.quick and not args.scenario and args.rounds is None and args.duration is None
     root = Path(tempfile.mkdtemp(prefix="pyginx-bench-"))
+    RESULTS.mkdir(exist_ok=True)
     try:
         bench = prepare(root, args, programs)
         info = machine.describe(programs)

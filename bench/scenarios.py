@@ -21,6 +21,7 @@ from pathlib import Path
 
 import configs
 import procs
+import pyspy
 import wrkrun
 
 SERVERS = ("pyginx", "nginx")
@@ -117,6 +118,7 @@ class Outcome:
     idle: list[IdleResult] = field(default_factory=list)
     log_lines: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    hotspots: list[pyspy.Hotspot] = field(default_factory=list)
 
 
 @dataclass
@@ -129,6 +131,7 @@ class Bench:
     client_cpus: str | None
     params: Params
     script: Path
+    profile_dir: Path | None = None  # where py-spy's stacks go, when profiling
     helpers: list[int] = field(default_factory=list)  # pids of the origin: its CPU is part of the run
     servers: list[procs.Server] = field(default_factory=list)  # those running now
 
@@ -236,7 +239,26 @@ def run_load(bench: Bench, scenario: Scenario) -> Outcome:
                 run.round = index + 1
                 outcome.runs.append(run)
                 progress(scenario, run)
+        if bench.profile_dir is not None:
+            profile(bench, servers["pyginx"], bench.ports["pyginx"].main, scenario, outcome)
     return outcome
+
+
+def profile(bench: Bench, server: procs.Server, port: int, scenario: Scenario, outcome: Outcome) -> None:
+    """An extra, unmeasured run with py-spy sampling the pyginx worker."""
+    assert server.worker is not None and bench.profile_dir is not None
+    collapsed = bench.profile_dir / f"profile-{scenario.name}.txt"
+    spy = pyspy.start(server.worker, bench.params.duration, collapsed)
+    if spy is None:
+        outcome.problems.append("py-spy not found: no profile")
+        return
+    time.sleep(0.5)  # py-spy attaches first
+    measure(bench, server, port, scenario, bench.params.duration)
+    complaint = pyspy.finish(spy, bench.params.duration + 30)
+    if complaint or not collapsed.exists():
+        outcome.problems.append(f"py-spy failed: {complaint}")
+        return
+    outcome.hotspots = pyspy.hotspots(collapsed)
 
 
 def run_accesslog(bench: Bench, scenario: Scenario) -> Outcome:
@@ -258,6 +280,8 @@ def run_accesslog(bench: Bench, scenario: Scenario) -> Outcome:
                     progress(scenario, run)
                     if variant == "log":
                         logged_requests[name] += run.wrk.requests
+        if bench.profile_dir is not None:
+            profile(bench, servers["pyginx"], bench.ports["pyginx"].logged, scenario, outcome)
     # After the stop, both servers have flushed their buffers: every request should have a line.
     for name in SERVERS:
         outcome.log_lines[name] = count_log_lines(bench, name) - logged_before[name]

@@ -1,14 +1,16 @@
-"""What the bench needs on the machine: nginx and wrk (Debian's packages), taskset, matplotlib, fds."""
+"""What the bench needs on the machine: nginx and wrk (Debian's packages), taskset, the `bench` extra, fds."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
+import re
 import resource
 import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,19 +53,17 @@ def bench_requirements() -> list[str]:
     return list(extras.get("bench", []))
 
 
-def ensure_matplotlib() -> bool:
-    """True when matplotlib can be imported, after a pip install of the `bench` extra if needed."""
-    if importlib.util.find_spec("matplotlib") is not None:
+def ensure_module(name: str, present: Callable[[], bool]) -> bool:
+    """Whether `present()` holds, after a pip install of the `bench` extra's `name` if it did not."""
+    if present():
         return True
-    requirements = bench_requirements()
-    if not requirements:
+    wanted = [r for r in bench_requirements() if re.split(r"[<>=!~\[ ;]", r, maxsplit=1)[0] == name]
+    if not wanted:
         return False
-    print(f"bench: installing {' '.join(requirements)} with pip", flush=True)
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", *requirements], check=False, timeout=600
-    )
+    print(f"bench: installing {' '.join(wanted)} with pip", flush=True)
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *wanted], check=False, timeout=600)
     importlib.invalidate_caches()
-    return done.returncode == 0 and importlib.util.find_spec("matplotlib") is not None
+    return done.returncode == 0 and present()
 
 
 def raise_nofile(needed: int) -> int:

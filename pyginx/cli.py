@@ -115,6 +115,7 @@ def run(conf: str, prefix: str) -> int:
 
 @click.command(
     context_settings={"help_option_names": ["-h", "-?"]},
+    options_metavar="[-?hvVtTq] [-s SIGNAL] [-p PREFIX] [-c FILE]",
     help="pyginx: nginx's core re-made in Python. Without -s, -t or -T: run the server.",
 )
 @click.option("-p", "prefix", metavar="PREFIX", help="set the prefix path (default: the current directory)")

@@ -339,6 +339,11 @@ class Pyginx:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 pass
+        deadline = time.monotonic() + 5
+        while (
+            any(alive(pid) for pid in self.known) and time.monotonic() < deadline
+        ):  # SIGKILL is asynchronous
+            time.sleep(0.01)
 
 
 @pytest.fixture(name="pyginx")

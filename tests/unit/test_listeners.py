@@ -112,3 +112,20 @@ def test_config_addrs_merges_repeats() -> None:
     a = ListenAddr("127.0.0.1", 8080)
     a2 = ListenAddr("127.0.0.1", 8080, reuseport=True)
     assert config_addrs(config(a, a2))[a.key].reuseport
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6")
+def test_ipv6_only_follows_the_listen_option() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    v6 = ListenAddr("::1", free_port(), ipv6only=True)
+    dual = ListenAddr("::", free_port(), ipv6only=False)
+    ls, _ = open_listeners(config(v6, dual), [], workers=1)
+    socks = ls.for_worker(0)
+    assert socks[v6.key].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 1
+    assert socks[dual.key].getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+    assert str(v6) == f"[::1]:{v6.port}"
+    ls.close(unlink_unix=False)

@@ -446,3 +446,17 @@ def test_stopping_the_whole_group_kills_no_worker(pyginx: Pyginx) -> None:
     time.sleep(2)
     assert pyginx.workers(master) == workers
     assert "is stuck" not in pyginx.error_log()
+
+
+def test_term_escalates_to_kill(pyginx: Pyginx) -> None:
+    pyginx.write_config(basic_config(pyginx.port, main="worker_heartbeat_timeout: 60s"))
+    master = pyginx.start(workers=2)
+    frozen = pyginx.workers(master)[0]
+    os.kill(frozen, signal.SIGSTOP)  # cannot act on TERM
+    t0 = time.monotonic()
+    pyginx.signal(signal.SIGTERM)
+    pyginx.wait_exit(master, 10)
+    assert time.monotonic() - t0 < 4
+    assert not alive(frozen)
+    assert f"worker process {frozen} did not exit on SIGTERM, sending SIGKILL" in pyginx.error_log()
+    pyginx.allow = (f"worker process {frozen}",)

@@ -197,6 +197,9 @@ class OpenFileCache:
         self.body_budget = body_budget
         self.body_bytes = 0
         self._entries: OrderedDict[Key, _Entry] = OrderedDict()
+        # When the entry returned by the last get() must be checked again (monotonic seconds):
+        # lets the static handler's answer cache expire no later than this cache would re-stat.
+        self.last_valid_until = 0.0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -229,10 +232,11 @@ class OpenFileCache:
                 info = entry.info
                 assert info is not None
                 if test_only or info.body is not None or info.kind != "file" or info.size > SMALL_FILE_MAX:
+                    self.last_valid_until = entry.validated + valid
                     return info
                 # Known from a test; the body is wanted now.
-            return self._refresh(key, entry, base, policy, min_uses, errors, test_only, now)
-        return self._load(key, base, policy, min_uses, errors, test_only, now, uses=1)
+            return self._refresh(key, entry, base, policy, min_uses, errors, test_only, now, valid)
+        return self._load(key, base, policy, min_uses, errors, test_only, now, uses=1, valid=valid)
 
     def _refresh(
         self,
@@ -244,6 +248,7 @@ class OpenFileCache:
         errors: bool,
         test_only: bool,
         now: float,
+        valid: float = 60.0,
     ) -> FileInfo:
         """Re-check a stale (or body-less) entry: keep it if the file is the same, else reload."""
         old = entry.info
@@ -255,9 +260,10 @@ class OpenFileCache:
                 st = None
             if st is not None and info_from_stat(key[0], st).identity == old.identity:
                 entry.validated = now
+                self.last_valid_until = now + valid
                 return old
         self._drop(key)
-        return self._load(key, base, policy, min_uses, errors, test_only, now, uses=entry.uses)
+        return self._load(key, base, policy, min_uses, errors, test_only, now, uses=entry.uses, valid=valid)
 
     def _load(
         self,
@@ -269,8 +275,10 @@ class OpenFileCache:
         test_only: bool,
         now: float,
         uses: int,
+        valid: float = 60.0,
     ) -> FileInfo:
         path = key[0]
+        self.last_valid_until = 0.0  # set again below only when the result is cached
         try:
             info, cacheable = probe(path, base, policy, test_only=test_only)
         except PathError as e:
@@ -284,6 +292,7 @@ class OpenFileCache:
                 self._store(key, _Entry(light, None, now, now, uses))
             else:
                 self._store(key, _Entry(info, None, now, now, uses))
+                self.last_valid_until = now + valid
         return info
 
     def _store(self, key: Key, entry: _Entry) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
@@ -61,7 +62,7 @@ def _expand(template: str, req: Request) -> str:
 class _Ctx:
     """What one pass of the handler knows: the request, its settings and the URI being served."""
 
-    __slots__ = ("req", "s", "uri", "add_uri_to_alias", "policy")
+    __slots__ = ("req", "s", "uri", "add_uri_to_alias", "policy", "answer_key")
 
     def __init__(self, req: Request) -> None:
         s = req.settings
@@ -69,6 +70,7 @@ class _Ctx:
         self.s = s
         self.uri = req.uri
         self.add_uri_to_alias = False  # try_files in a regex alias location: alias + URI
+        self.answer_key: tuple[int, str] | None = None  # set when the answer may be remembered
         from_ = s.disable_symlinks_from
         if from_ is not None and s.disable_symlinks != "off":
             from_ = _expand(from_, req)
@@ -136,9 +138,86 @@ class _Ctx:
         self.req.send_error(e.status)
 
 
+# ------------------------------------------------------------------ the answer cache
+#
+# A full 200 for a small cached file depends only on the location's settings and the URI when the
+# request is a plain GET/HEAD (no conditional or Range header, no error page being served, no
+# internal redirect) and the location's paths hold no variable other than $uri. Such answers are
+# kept here, keyed by (settings, URI), until the open_file_cache entry they came from is due to be
+# checked again, so a repeated request skips path mapping and cache lookups and costs one write.
+# This is the open_file_cache itself, consulted one step earlier: nothing a request needs is skipped.
+
+_CONDITIONAL_HEADERS = ("range", "if-none-match", "if-modified-since", "if-match", "if-unmodified-since")
+_ANSWERS_MAX = 4096
+
+
+class _Answer:
+    __slots__ = ("block", "body", "until")
+
+    def __init__(self, block: bytes, body: bytes, until: float) -> None:
+        self.block = block
+        self.body = body
+        self.until = until
+
+
+_answers: dict[tuple[int, str], _Answer] = {}
+_answerable: dict[int, tuple[HttpSettings, bool]] = {}
+
+
+def _settings_answerable(s: HttpSettings) -> bool:
+    """True when nothing but the URI feeds this location's file choice (see above)."""
+    found = _answerable.get(id(s))
+    if found is not None and found[0] is s:
+        return found[1]
+    texts = [s.root, s.alias or "", s.disable_symlinks_from or ""]
+    if s.try_files is not None:
+        texts.extend(s.try_files.files)
+        texts.append(s.try_files.fallback)
+    ok = s.gzip_static == "off" and all("$" not in t.replace("$uri", "") for t in texts)
+    if len(_answerable) > 1024:
+        _answerable.clear()
+    _answerable[id(s)] = (s, ok)  # the settings object is kept, so its id cannot be reused
+    return ok
+
+
+def _plain(req: Request) -> bool:
+    if req.method != "GET" and req.method != "HEAD":
+        return False
+    if req.error_status or req.redirects or req.internal:
+        return False
+    h = req.headers
+    for name in _CONDITIONAL_HEADERS:
+        if name in h:
+            return False
+    return True
+
+
+def _remember(ctx: _Ctx, block: bytes, body: bytes) -> None:
+    req = ctx.req
+    if ctx.answer_key is None or req.settings is not ctx.s or not _plain(req):
+        return
+    cache = cache_for(ctx.s.open_file_cache.max, ctx.s.open_file_cache.inactive)
+    if cache is None or cache.last_valid_until <= 0.0:
+        return
+    if len(_answers) >= _ANSWERS_MAX:
+        _answers.clear()
+    _answers[ctx.answer_key] = _Answer(block, body, cache.last_valid_until)
+
+
 def handle(req: Request) -> Awaitable[None] | None:
     """The content handler for a static location (see the module docstring for the order)."""
+    s = req.settings
+    key: tuple[int, str] | None = None
+    if s.open_file_cache.max > 0 and _plain(req) and _settings_answerable(s):
+        key = (id(s), req.uri)
+        answer = _answers.get(key)
+        if answer is not None:
+            if answer.until > time.monotonic():
+                req.respond_prebuilt(200, answer.block, answer.body, len(answer.body))
+                return None
+            del _answers[key]
     ctx = _Ctx(req)
+    ctx.answer_key = key
     if ctx.s.try_files is not None and not _try_files(ctx):
         return None
     if ctx.uri.endswith("/"):
@@ -538,6 +617,7 @@ def _respond_file(
     if rd.kind == "full":
         if body is not None:
             block = info.header_block(content_type, s.etag, encoding, vary, ranges_on)
+            _remember(ctx, block, body)
             req.respond_prebuilt(200, block, body, len(body))
             return None
         headers = _entity_headers(info, content_type, s, encoding, vary, last_modified=True)

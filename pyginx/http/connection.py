@@ -72,6 +72,7 @@ class HttpConnection(asyncio.Protocol):
         self.closing_after_response = False  # graceful shutdown / retirement: answer with close
         self.pending_error: HttpError | None = None
         self.parse_failed = False
+        self._slow = False  # any reason for data_received to leave its fast path (see _special_input)
         self.read_paused = False
         self.write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
@@ -128,6 +129,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state = CLOSED
+        self._slow = True
         self.deadline = 0.0
         if self.tunnel_lost is not None:
             self.tunnel_lost(exc)
@@ -173,23 +175,12 @@ class HttpConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ reading
 
     def data_received(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            self.tunnel(data)
-            return
-        if self.state == LINGER:
-            now = time.monotonic()
-            self.deadline = min(self._linger_until, now + self.keepalive_conf.lingering_timeout)
-            return
-        if self.parse_failed or self.state == CLOSED:
-            return
-        if self._upgrade_pending is not None:
-            self._upgrade_pending += data
-            return
-        if self._method_stash is not None:
-            data = self._method_stash + data
-            self._method_stash = None
-            self.parser = self._new_parser()
-            self.cur = None
+        if self._slow:
+            # tunnels, lingering close, refused input, upgrades and half-read methods: rare paths
+            replaced = self._special_input(data)
+            if replaced is None:
+                return
+            data = replaced
         prefix = self._line_prefix
         self._completed_in_feed = 0
         try:
@@ -197,6 +188,7 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0]
             self._upgrade_pending = bytearray(data[offset:])
+            self._slow = True
             return
         except httptools.HttpParserInvalidMethodError:
             if prefix is not None and self._completed_in_feed == 0 and self._retry_unknown_method(prefix + data):
@@ -211,12 +203,40 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._parse_error(self._classify(str(exc)))
             return
+        if self._begun:
+            self._partial_message(prefix, data)
+        else:
+            self._line_prefix = b""  # a clean message boundary at the end of this chunk
+
+    def _special_input(self, data: bytes) -> bytes | None:
+        """Input while the connection is not simply parsing; returns the bytes to parse, or None."""
+        if self.tunnel is not None:
+            self.tunnel(data)
+            return None
+        if self.state == LINGER:
+            now = time.monotonic()
+            self.deadline = min(self._linger_until, now + self.keepalive_conf.lingering_timeout)
+            return None
+        if self.parse_failed or self.state == CLOSED:
+            return None
+        if self._upgrade_pending is not None:
+            self._upgrade_pending += data
+            return None
+        if self._method_stash is not None:
+            data = self._method_stash + data
+            self._method_stash = None
+            self._slow = False
+            self.parser = self._new_parser()
+            self.cur = None
+        return data
+
+    def _partial_message(self, prefix: bytes | None, data: bytes) -> None:
+        """A chunk ended inside a request head (or body): keep the request line's bytes, enforce
+        the header size limits, and refuse a request line without a version (HTTP/0.9)."""
         # The bytes of a request line still being read are kept (bounded), so that a method llhttp
         # does not know can be re-parsed once complete (_retry_unknown_method) and a request line
-        # without a version (HTTP/0.9) is refused at its end instead of waiting for headers.
-        if not self._begun:
-            self._line_prefix = b""  # clean message boundary at the end of this chunk
-        elif self._completed_in_feed or self._headers or prefix is None:
+        # without a version is refused at its end instead of waiting for headers.
+        if self._completed_in_feed or self._headers or prefix is None:
             self._line_prefix = None  # the message began mid-chunk or is past its request line
         elif len(prefix) + len(data) <= self._header_limit():
             line = prefix + data
@@ -251,6 +271,7 @@ class HttpConnection(asyncio.Protocol):
         if space < 0:
             if len(stripped) < 32 and _METHOD_TOKEN.match(stripped) is not None or not stripped:
                 self._method_stash = data
+                self._slow = True
                 self._line_prefix = b""  # the stash holds every byte of the line so far
                 self.parser = self._new_parser()
                 self.cur = None
@@ -332,7 +353,7 @@ class HttpConnection(asyncio.Protocol):
         except HttpError as error:
             req.error_status = error.status
             req.keep_alive = False
-            self.parse_failed = True
+            self.parse_failed = self._slow = True
             req.vars["parse_error"] = error.reason
         if self.active is None and not self.queue and not self._dispatching:
             # the common case: nothing ahead of this request, answer it now
@@ -495,7 +516,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _parse_error(self, error: HttpError) -> None:
         """A request that cannot be parsed: answered in its turn, then the connection closes."""
-        self.parse_failed = True
+        self.parse_failed = self._slow = True
         if self.cur is not None and self.cur in self.queue:
             return  # already queued by on_headers_complete with its error
         if self.cur is not None and self.cur.finished:
@@ -549,6 +570,7 @@ class HttpConnection(asyncio.Protocol):
         if self._upgrade_pending is not None:
             leftover = bytes(self._upgrade_pending)
             self._upgrade_pending = None
+            self._slow = self.parse_failed or self._method_stash is not None
             self.state = IDLE
             if leftover:
                 self.data_received(leftover)
@@ -655,6 +677,7 @@ class HttpConnection(asyncio.Protocol):
         if self.state == CLOSED:
             return
         self.state = CLOSED
+        self._slow = True
         self.deadline = 0.0
         t = self.transport
         if t is not None:
@@ -677,7 +700,7 @@ class HttpConnection(asyncio.Protocol):
         now = time.monotonic()
         self._linger_until = now + conf.lingering_time
         self.deadline = now + conf.lingering_timeout
-        self.parse_failed = True
+        self.parse_failed = self._slow = True
         if self.read_paused:
             self._resume_reading()
         try:
@@ -724,7 +747,7 @@ class HttpConnection(asyncio.Protocol):
         assert self.transport is not None
         leftover = bytes(self._upgrade_pending or b"")
         self._upgrade_pending = None
-        self.parse_failed = True
+        self.parse_failed = self._slow = True
         return self.transport, leftover
 
 

@@ -99,8 +99,8 @@ _pages: dict[tuple[int, bool], bytes] = {}
 
 def error_page_body(status: int, tokens: bool = True) -> bytes:
     """nginx's built-in HTML body for an error status (empty for statuses nginx sends bodiless)."""
-    if status < 300 or status == 304:
-        return b""
+    if status < 300 or status == 304 or status not in REASONS:
+        return b""  # nginx has pages only for the statuses it knows (ngx_http_error_pages)
     key = (status, tokens)
     body = _pages.get(key)
     if body is None:

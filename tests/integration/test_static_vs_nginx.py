@@ -298,7 +298,6 @@ def test_same_answers_as_nginx(pyginx: Pyginx, nginx_port: int) -> None:  # noqa
     assert not differences, "\n".join(differences)
 
 
-@pytest.mark.xfail(strict=True, reason="core: nginx sends an empty body for codes it has no page for")
 def test_unknown_status_code_body(pyginx: Pyginx, nginx_port: int) -> None:  # noqa: F811
     pyginx.write_config(_pyginx_conf(pyginx.prefix, pyginx.port))
     pyginx.start()

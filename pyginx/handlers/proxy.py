@@ -145,7 +145,7 @@ async def _resolve_upstream(req: Request, plan: _Plan) -> tuple[Upstream, ProxyP
     if http is not None:
         block = http.upstreams.get(text)
         if block is not None and not block.implicit:
-            return block, ProxyPass("http", text, None, uri, upstream=text)
+            return block, ProxyPass("http", text, None, uri, upstream=text, has_variables=True)
     host, sep, port_text = text.rpartition(":")
     if not sep or not port_text.isdigit():
         host, port_text = text, "80"
@@ -170,7 +170,7 @@ async def _resolve_upstream(req: Request, plan: _Plan) -> tuple[Upstream, ProxyP
         if len(_dynamic) > 256:
             _dynamic.clear()  # a small cache, as nginx's resolver cache is bounded too
         _dynamic[key] = up
-    return up, ProxyPass("http", host, port, uri, upstream=key)
+    return up, ProxyPass("http", host, port, uri, upstream=key, has_variables=True)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -566,6 +566,23 @@ class _Proxy:
                 self._set_vars()
                 req.send_error(status)
                 return True
+        accel = head.get("x-accel-redirect")
+        if (
+            accel is not None
+            and accel.startswith(("/", "@"))
+            and "x-accel-redirect" not in s.proxy_pass_header
+        ):
+            # nginx's X-Accel-Redirect: the upstream names what pyginx should serve instead
+            self._finish_upstream(peer, conn, parser, sender, attempt, t0)
+            self._set_vars()
+            if accel.startswith("@"):
+                req.conn.ctx.dispatch_named(req, accel[1:])
+            else:
+                path, _, args = accel.partition("?")
+                if req.method != "HEAD":
+                    req.method = "GET"
+                req.internal_redirect(path, args)
+            return True
         if status == 101:
             if not self.upgrade:
                 self._drop(conn, sender)

@@ -120,6 +120,16 @@ class Attempts:
     def variables(self) -> dict[str, str]:
         """$upstream_addr, _status, _response_time, _connect_time, _header_time, tries joined by ", "."""
         items = self.items
+        if len(items) == 1:  # the usual case, without the joins
+            a = items[0]
+            return {
+                "upstream_addr": a.addr,
+                "upstream_status": str(a.status) if a.status else "-",
+                "upstream_response_time": _msec(a.response_time),
+                "upstream_connect_time": _msec(a.connect_time),
+                "upstream_header_time": _msec(a.header_time),
+                "upstream_bytes_received": str(a.bytes_received),
+            }
         return {
             "upstream_addr": ", ".join(a.addr for a in items),
             "upstream_status": ", ".join(str(a.status) if a.status else "-" for a in items),
@@ -134,5 +144,8 @@ def _msec(value: float | None) -> str:
     # nginx keeps whole milliseconds (truncated) and prints them as seconds.milliseconds
     if value is None:
         return "-"
-    ms = max(0, int(value * 1000))
-    return f"{ms // 1000}.{ms % 1000:03d}"
+    ms = int(value * 1000)
+    if ms <= 0:
+        return "0.000"
+    sec, rest = divmod(ms, 1000)
+    return f"{sec}.{rest:03d}"

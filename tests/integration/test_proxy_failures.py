@@ -135,6 +135,56 @@ def test_silent_upstream_gives_504_within_the_timeout(pyginx: Pyginx, origins: l
     )
 
 
+@pytest.fixture
+def blackhole() -> Iterator[str]:
+    """An address whose connect() hangs: a listening socket whose tiny accept queue is full."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+
+
+def test_connect_timeout_gives_504(pyginx: Pyginx, blackhole: str) -> None:
+    pyginx.write_config(
+        proxy_config(pyginx.port, locations=loc("/", f"http://{blackhole}", "  proxy_connect_timeout: 1s"))
+    )
+    pyginx.start()
+    t0 = time.monotonic()
+    assert request(pyginx.port, "/c")[0] == 504
+    assert 0.9 <= time.monotonic() - t0 < 3.0
+    assert "upstream timed out (110: Connection timed out) while connecting to upstream" in pyginx.error_log()
+
+
+def test_connect_timeout_moves_to_the_next_server(
+    pyginx: Pyginx, blackhole: str, origins: list[Origin]
+) -> None:
+    a = origins[0]
+    servers = ups("app", blackhole, a.addr)
+    pyginx.write_config(
+        proxy_config(
+            pyginx.port, upstreams=servers, locations=loc("/", "http://app", "  proxy_connect_timeout: 500ms")
+        )
+    )
+    pyginx.start()
+    assert [request(pyginx.port, f"/n{i}")[0] for i in range(4)] == [200] * 4
+    assert len(a.seen("/n")) == 4
+
+
 def test_slow_body_after_headers_is_truncated(pyginx: Pyginx, origins: list[Origin]) -> None:
     a = origins[0]
     pyginx.write_config(

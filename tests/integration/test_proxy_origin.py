@@ -55,10 +55,11 @@ RAW = {
     "garbage": b"this is not http at all\r\n\r\n",
     "bad-header": b"HTTP/1.1 200 OK\r\nBad Header: 1\r\nContent-Length: 0\r\n\r\n",
     "huge-header": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 9000 + b"\r\nContent-Length: 0\r\n\r\n",
+    "accel": b"HTTP/1.1 200 OK\r\nX-Accel-Redirect: /protected/file?k=v\r\nContent-Length: 4\r\n\r\nnope",
     "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n",
     "hidden": (
         b"HTTP/1.1 200 OK\r\nServer: origin/1\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\nX-Pad: x\r\n"
-        b"X-Accel-Buffering: no\r\nX-Accel-Redirect: /nowhere\r\nConnection: X-Hop\r\nX-Hop: secret\r\n"
+        b"X-Accel-Buffering: no\r\nX-Accel-Expires: 10\r\nConnection: X-Hop\r\nX-Hop: secret\r\n"
         b"Keep-Alive: timeout=5\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok"
     ),
 }

@@ -93,21 +93,18 @@ class _BodyCallbacks:
         self.complete = True
 
 
+_FRAMING_LINE = re.compile(rb"\n([ \t]*(?:content-length|transfer-encoding)[ \t]*):([^\r\n]*)", re.IGNORECASE)
+
+
 def _check_framing(block: bytes) -> None:
     """nginx's checks of the framing headers, with its messages. Done before httptools sees the
     head so that the error names the real problem (llhttp rejects some of these with its own words)."""
     cl: str | None = None
     te: str | None = None
-    for raw in block.split(b"\n")[1:]:
-        colon = raw.find(b":")
-        if colon <= 0:
-            continue
-        lname = raw[:colon].strip().lower()
-        if lname not in (b"content-length", b"transfer-encoding"):
-            continue
-        n = raw[:colon].decode("latin-1")
-        v = raw[colon + 1 :].strip().decode("latin-1")
-        if lname == b"content-length":
+    for raw_name, raw_value in _FRAMING_LINE.findall(block):
+        n = raw_name.strip().decode("latin-1")
+        v = raw_value.strip().decode("latin-1")
+        if n.lower() == "content-length":
             if cl is not None:
                 raise UpstreamInvalidHeader(
                     f'upstream sent duplicate header line: "{n}: {v}", previous value: "Content-Length: {cl}"'

@@ -92,6 +92,7 @@ class HttpConnection(asyncio.Protocol):
         self._upgrade_pending: bytearray | None = None
         self.tunnel: Callable[[bytes], None] | None = None
         self.tunnel_lost: Callable[[Exception | None], None] | None = None
+        self.tunnel_eof: Callable[[], None] | None = None
         self._dup_fd = -1
         self._sock_fd = -1
         self._write_waiter: asyncio.Future[None] | None = None
@@ -136,6 +137,9 @@ class HttpConnection(asyncio.Protocol):
         for req in ([self.active] if self.active else []) + list(self.queue):
             req.client_closed = True
             req.body.fail(HttpError(499, "client closed connection"))
+            if req.on_client_closed is not None:
+                callback, req.on_client_closed = req.on_client_closed, None
+                callback()
         self._wake_writers(ConnectionResetError("client closed the connection"))
         if self._dup_fd >= 0:
             try:
@@ -163,6 +167,9 @@ class HttpConnection(asyncio.Protocol):
         self._wake_writers(None)
 
     def eof_received(self) -> bool | None:
+        if self.tunnel_eof is not None:
+            self.tunnel_eof()
+            return True  # half-close: the tunnel decides when to close our side
         if self.state in (WAIT_FIRST, IDLE, LINGER) or (self.state == HEAD and self.active is None):
             self.close()
             return None

@@ -90,16 +90,26 @@ class Dispatcher:
             task.add_done_callback(self._tasks.discard)
 
     async def _guard(self, req: Request, result: Awaitable[None]) -> None:
+        # A handler may pass the request on (error_page, X-Accel-Redirect, named location); the run
+        # it started then owns the request, and this one must not answer it again.
+        redirects = req.redirects
         try:
             await result
         except HttpError as exc:
-            self.fail(req, exc.status, None)
+            if req.redirects == redirects:
+                self.fail(req, exc.status, None)
             return
         except (ConnectionError, asyncio.CancelledError):
-            req.abort()
+            if req.redirects == redirects:
+                req.abort()
             return
         except Exception as exc:
-            self.fail(req, 500, exc)
+            if req.redirects == redirects:
+                self.fail(req, 500, exc)
+            else:
+                req.log_error("alert", f"unexpected error in handler after a redirect: {exc!r}")
+            return
+        if req.redirects != redirects:
             return
         if not req.finished:
             if req.head_sent:

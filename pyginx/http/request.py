@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from pyginx.config.model import HttpSettings, Location, Server
@@ -102,6 +102,7 @@ class Request:
         "client_closed",
         "upgrade",
         "internal",
+        "on_client_closed",
         "__weakref__",
     )
 
@@ -164,6 +165,9 @@ class Request:
         self.client_closed = False
         self.upgrade = False
         self.internal = False
+        # called once if the client goes away while the request is in flight (the proxy closes
+        # its upstream connection then, as nginx does without proxy_ignore_client_abort)
+        self.on_client_closed: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -226,7 +230,7 @@ class Request:
             keep = False
         chunked = False
         bodiless = status in (204, 304) or status < 200
-        if length is None and not bodiless:
+        if length is None and not bodiless and not self.head_only:
             if self.http_minor >= 1 and settings.chunked_transfer_encoding:
                 chunked = True
             else:

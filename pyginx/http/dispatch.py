@@ -130,25 +130,28 @@ class Dispatcher:
             req.send_error(status)
 
     def do_return(self, req: Request) -> None:
+        """nginx's ngx_http_script_return_code: a code >= 400 without text is an error page (or a
+        close for 444/408/499); anything else is ngx_http_send_response, which discards the body
+        first (so `100 Continue` goes out), then sends a redirect page with Location (even empty,
+        for `return 302;`) or the text with the type by extension (also for `return 200;`)."""
         ret = req.settings.return_
         assert ret is not None
         code = ret.code
-        if code == 444:
-            req.keep_alive = False
-            req.status = 444
-            req.abort()
+        if ret.text is None and code >= 400:
+            req.send_error(code)
             return
-        if ret.text is None:
-            if code >= 400 or code in _REDIRECT_CODES:
-                req.send_error(code) if code >= 400 else req.respond(code, [], b"")
-            else:
-                req.respond(code, [], b"")
-            return
-        text = _template(ret.text)(req) if "$" in ret.text else ret.text
+        if req.expect_continue:
+            req.send_continue()
+        text = ret.text or ""
+        if "$" in text:
+            text = _template(text)(req)
         if code in _REDIRECT_CODES:
             req.redirect(code, text)
             return
-        req.respond(code, [("Content-Type", _content_type(req))], text.encode("utf-8", "surrogateescape"))
+        headers = [("Content-Type", _content_type(req))]
+        if code == 304:
+            headers.append(("Content-Length", "0"))  # the header filter keeps it for a 304 it did not make
+        req.respond(code, headers, text.encode("utf-8", "surrogateescape"))
 
     @staticmethod
     def log_traceback(message: str) -> None:

@@ -77,6 +77,9 @@ def filter_headers(req: Request, status: int, settings: HttpSettings) -> list[tu
     return out
 
 
+_NO_CONTENT_DROPS = frozenset({"content-type", "last-modified", "content-length"})
+
+
 def _connection_lines(req: Request, keep: bool) -> bytes:
     if not keep:
         return b"Connection: close\r\n"
@@ -90,6 +93,9 @@ def build_head(
     req: Request, status: int, headers: list[tuple[str, str]], length: int | None, keep: bool, chunked: bool
 ) -> bytes:
     settings = req.settings
+    if status == 204:
+        # ngx_http_header_filter: a 204 has no Content-Type, Last-Modified or Content-Length
+        headers = [(n, v) for n, v in headers if n.lower() not in _NO_CONTENT_DROPS]
     extra = filter_headers(req, status, settings)
     if extra:
         names = {n.lower() for n, _ in extra if n.lower() in ("expires", "cache-control")}

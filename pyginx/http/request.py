@@ -16,13 +16,27 @@ from typing import TYPE_CHECKING, Any
 from pyginx.config.model import HttpSettings, Location, Server
 from pyginx.errors import HttpError
 from pyginx.http import headers as hdr
-from pyginx.http.status import CLOSING_STATUSES, error_page_body
+from pyginx.http.status import CLOSING_STATUSES, MSIE_PADDING, error_page_body
 from pyginx.log import error_log
 
 if TYPE_CHECKING:
     from pyginx.http.connection import HttpConnection
 
 MAX_INTERNAL_REDIRECTS = 10  # nginx's NGX_HTTP_MAX_URI_CHANGES
+
+
+# ngx_http_finalize_request: 408, 444 and 499 close the connection without a response.
+_CLOSE_WITHOUT_RESPONSE = frozenset({408, 444, 499})
+
+
+def _padded_agent(agent: str | None) -> bool:
+    """nginx's msie/chrome flags (ngx_http_process_user_agent), which turn on msie_padding."""
+    if agent is None or "Opera" in agent:
+        return False
+    msie = agent.find("MSIE ")
+    if msie >= 0 and msie + 7 < len(agent):
+        return True
+    return "Gecko/" not in agent and "Chrome/" in agent
 
 
 class Body:
@@ -225,7 +239,8 @@ class Request:
         if self.error_status and status == 200 and not self.head_sent:
             status = self.error_status
         self.status = status
-        keep = self.keep_alive and status not in CLOSING_STATUSES and not self.conn.closing_after_response
+        # error pages turn keep-alive off in send_error; `return 400 "text"` or a proxied 500 keep it
+        keep = self.keep_alive and not self.conn.closing_after_response
         if self.has_body and not self.body.complete and not keep:
             keep = False
         chunked = False
@@ -245,6 +260,8 @@ class Request:
         """A whole response in one write."""
         if self.finished or self.head_sent:
             return
+        if self.expect_continue:
+            self.send_continue()
         headers = headers if headers is not None else []
         length: int | None = len(body)
         for name, _value in headers:
@@ -263,6 +280,8 @@ class Request:
         """Fast path for cached static files: header_block holds the entity headers (CRLF-terminated)."""
         if self.finished or self.head_sent:
             return
+        if self.expect_continue:
+            self.send_continue()
         head = hdr.build_head_prebuilt(self, status, header_block, length)
         self.head_sent = True
         if self.head_only:
@@ -274,6 +293,8 @@ class Request:
 
     def start(self, status: int, headers: list[tuple[str, str]], content_length: int | None) -> None:
         """Send the response head now; the body follows with write()/sendfile() and end()."""
+        if self.expect_continue:
+            self.send_continue()
         head = self._head_bytes(status, headers, content_length)
         self.bytes_sent += len(head)
         self.conn.write(head)
@@ -340,22 +361,37 @@ class Request:
         if self.head_sent:
             self.abort()
             return
+        if status in _CLOSE_WITHOUT_RESPONSE:
+            # ngx_http_finalize_request closes the connection for these, error_page or not
+            self.status = status
+            self.keep_alive = False
+            self.abort()
+            return
         if status in CLOSING_STATUSES:
             self.keep_alive = False
         if not self.in_error_page or self.settings.recursive_error_pages:
             for code, uri, override in self.settings.error_page:
                 if code == status:
+                    if override != 0 and override != 200:
+                        self.expect_continue = False  # nginx: expect_tested unless `=` or `=200`
                     self._error_page(status, uri, override)
                     return
         self._builtin_error(status)
 
     def _builtin_error(self, status: int) -> None:
+        self.expect_continue = False  # an error page is not a discard: no 100 Continue before it
         body = error_page_body(status, self.settings.server_tokens)
         headers = [("Content-Type", "text/html")] if body else []
-        if status == 405 and False:  # nginx sends no Allow header for its 405
-            pass
+        if body and status >= 400 and self.settings.msie_padding and _padded_agent(self.headers.get("user-agent")):
+            body += MSIE_PADDING
         self.out_headers = []
         self.respond(status, headers, body)
+
+    def send_continue(self) -> None:
+        """`100 Continue` before a response that leaves the body unread: nginx's
+        ngx_http_discard_request_body tests Expect first (even for a body already received)."""
+        self.expect_continue = False
+        self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _error_page(self, status: int, uri: str, override: int | None) -> None:
         from pyginx.http.variables import compile_template
@@ -393,6 +429,7 @@ class Request:
 
     def redirect(self, status: int, location: str) -> None:
         """A redirect with nginx's Location rules (absolute_redirect, port_in_redirect)."""
+        self.expect_continue = False  # nginx's redirect pages come from its special response handler
         self.respond(
             status,
             [("Content-Type", "text/html"), ("Location", self.absolute_location(location))],

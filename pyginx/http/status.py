@@ -49,11 +49,33 @@ REASONS: dict[int, str] = {
     507: "Insufficient Storage",
 }
 
-# After these, nginx turns keep-alive off for the connection (ngx_http_special_response_handler).
-CLOSING_STATUSES = frozenset({400, 408, 413, 414, 494, 500, 501, 505})
+# nginx's status-line table (ngx_http_header_filter_module.c): a status not in it (300, 305, 418 ...)
+# is sent as "HTTP/1.1 300 " with no reason phrase.
+STATUS_LINE_REASONS = frozenset(
+    {200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308}
+    | {400, 401, 402, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415, 416, 421, 429}
+    | {500, 501, 502, 503, 504, 505, 507}
+)
+
+# Error pages nginx has a body for (ngx_http_error_pages); the title differs from the status line for
+# 302 ("Found") and 401 ("Authorization Required").
+PAGE_TITLES: dict[int, str] = {
+    code: REASONS[code]
+    for code in (301, 303, 307, 308, 400, 402, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414)
+    + (415, 416, 421, 429, 500, 501, 502, 503, 504, 505, 507)
+}
+PAGE_TITLES[302] = "Found"
+PAGE_TITLES[401] = "Authorization Required"
+
+# After these, nginx's special response handler turns keep-alive off (ngx_http_special_response_handler).
+# Only error pages: `return 400 "text"` or a proxied 500 keep the connection.
+CLOSING_STATUSES = frozenset({400, 413, 414, 500, 501})
 
 # add_header and expires apply only to these unless `always` (ngx_http_headers_filter_module.c).
 HEADER_FILTER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
+
+# nginx's msie_padding: appended to error pages (4xx, 5xx) for MSIE and Chrome user agents.
+MSIE_PADDING = b"<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n" * 6
 
 _status_lines: dict[int, bytes] = {}
 
@@ -63,14 +85,17 @@ def reason(status: int) -> str:
 
 
 def status_line(status: int) -> bytes:
-    """`HTTP/1.1 200 OK\\r\\n`, cached per status."""
+    """`HTTP/1.1 200 OK\\r\\n`, cached per status; nginx's table decides which have a reason."""
     line = _status_lines.get(status)
     if line is None and status == 494:  # nginx's internal "header too large": 400 on the wire
         line = _status_lines[494] = b"HTTP/1.1 400 Bad Request\r\n"
     if line is None:
-        text = REASONS.get(status)
-        line = (f"HTTP/1.1 {status} {text}\r\n" if text else f"HTTP/1.1 {status} \r\n").encode()
-        _status_lines[status] = line
+        if status in STATUS_LINE_REASONS:
+            line = f"HTTP/1.1 {status} {REASONS[status]}\r\n".encode()
+        else:
+            line = f"HTTP/1.1 {status:03d} \r\n".encode()
+        if len(_status_lines) < 1000:  # statuses come from the configuration and upstreams: bounded
+            _status_lines[status] = line
     return line
 
 
@@ -79,18 +104,16 @@ def server_header(tokens: bool) -> bytes:
 
 
 def _page(status: int, tokens: bool) -> bytes:
-    title = f"{status} {reason(status)}"
-    special = {
-        494: "<center>Request Header Or Cookie Too Large</center>\r\n",
-    }.get(status, "")
     if status == 494:
-        title = "400 Request Header Or Cookie Too Large"
-        special = ""
+        head = "400 Request Header Or Cookie Too Large"
+        heading = "<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>"
+    else:
+        head = f"{status} {PAGE_TITLES[status]}"
+        heading = f"<center><h1>{head}</h1></center>"
     server = f"pyginx/{__version__}" if tokens else "pyginx"
     return (
-        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
-        f"<center><h1>{title}</h1></center>\r\n{special}"
-        f"<hr><center>{server}</center>\r\n</body>\r\n</html>\r\n"
+        f"<html>\r\n<head><title>{head}</title></head>\r\n<body>\r\n"
+        f"{heading}\r\n<hr><center>{server}</center>\r\n</body>\r\n</html>\r\n"
     ).encode()
 
 
@@ -99,7 +122,7 @@ _pages: dict[tuple[int, bool], bytes] = {}
 
 def error_page_body(status: int, tokens: bool = True) -> bytes:
     """nginx's built-in HTML body for an error status (empty for statuses nginx sends bodiless)."""
-    if status < 300 or status == 304 or status not in REASONS:
+    if status not in PAGE_TITLES and status != 494:
         return b""  # nginx has pages only for the statuses it knows (ngx_http_error_pages)
     key = (status, tokens)
     body = _pages.get(key)

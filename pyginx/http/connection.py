@@ -39,6 +39,21 @@ _MAX_QUEUED = 16  # pipelined requests parsed ahead of the one being answered, b
 _BODY_HIGH_WATER = 256 * 1024
 
 
+_VERSION_MAJOR = re.compile(rb"(?m)^[A-Za-z_\-]+ +[^ \r\n]+ +HTTP/([1-9][0-9]{0,8})")
+
+
+def transfer_encoding_error(message: str, http10: bool, earlier: list[bytes]) -> HttpError:
+    """nginx's verdict on a Transfer-Encoding llhttp refused (ngx_http_process_request_header):
+    a duplicate header or HTTP/1.0 is 400, any value other than `chunked` is 501. `earlier` holds
+    the values of Transfer-Encoding headers already parsed. (Content-Length together with it is
+    let through llhttp, lenient_chunked_length, and judged in _build_request.)"""
+    if earlier and "invalid `transfer-encoding` header value" in message:
+        return HttpError(400, "duplicate Transfer-Encoding header")
+    if http10:
+        return HttpError(400, 'client sent HTTP/1.0 request with "Transfer-Encoding" header')
+    return HttpError(501, 'client sent unknown "Transfer-Encoding"')
+
+
 class _ParseAbort(Exception):
     """Raised inside a parser callback to stop parsing; the reason is in HttpConnection.pending_error."""
 
@@ -57,7 +72,7 @@ class HttpConnection(asyncio.Protocol):
         self.listen_key = listen_key
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        self.parser.set_dangerous_leniencies(lenient_version=True)
+        self.parser.set_dangerous_leniencies(lenient_version=True, lenient_chunked_length=True)
         self.conn_id = 0
         self.client_addr = ""
         self.client_port = 0
@@ -194,6 +209,13 @@ class HttpConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0]
+            if self.active is None and self.tunnel is None:
+                # already answered without switching protocols (no proxy there): as nginx, the
+                # connection goes on with HTTP, so what follows is the next request
+                self._line_prefix = b""
+                if offset < len(data):
+                    self.data_received(data[offset:])
+                return
             self._upgrade_pending = bytearray(data[offset:])
             self._slow = True
             return
@@ -208,7 +230,7 @@ class HttpConnection(asyncio.Protocol):
             self._parse_error(error)
             return
         except httptools.HttpParserError as exc:
-            self._parse_error(self._classify(str(exc)))
+            self._parse_error(self._classify(str(exc), data if prefix is None else prefix + data))
             return
         if self._begun:
             self._partial_message(prefix, data)
@@ -266,7 +288,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _new_parser(self) -> Any:
         parser = httptools.HttpRequestParser(self)
-        parser.set_dangerous_leniencies(lenient_version=True)
+        parser.set_dangerous_leniencies(lenient_version=True, lenient_chunked_length=True)
         return parser
 
     def _retry_unknown_method(self, data: bytes) -> bool:  # noqa: C901
@@ -299,16 +321,21 @@ class HttpConnection(asyncio.Protocol):
         number, size = self.keepalive_conf.large_client_header_buffers
         return number * size + self.keepalive_conf.client_header_buffer_size
 
-    def _classify(self, message: str) -> HttpError:
+    def _classify(self, message: str, seen: bytes) -> HttpError:
+        """The status nginx gives a request llhttp refused; `seen` holds the bytes of this feed."""
         lowered = message.lower()
-        if "transfer-encoding" in lowered and "request has invalid" in lowered:
+        if "transfer-encoding" in lowered:
             try:
-                version = self.parser.get_http_version()
+                http10 = self.parser.get_http_version() == "1.0"
             except Exception:
-                version = "1.1"
-            if version == "1.0":
-                return HttpError(400, "Transfer-Encoding in HTTP/1.0")
-            return HttpError(501, "unknown Transfer-Encoding")
+                http10 = False
+            earlier = [v for n, v in self._headers if n.lower() == b"transfer-encoding"]
+            return transfer_encoding_error(lowered, http10, earlier)
+        if "version" in lowered or "expected dot" in lowered:
+            # nginx answers 505 as soon as the major version exceeds 1 (HTTP/10.0, HTTP/3)
+            majors = _VERSION_MAJOR.findall(seen)
+            if majors and int(majors[-1]) > 1:
+                return HttpError(505, "HTTP version not supported")
         return HttpError(400, message)
 
     # parser callbacks -------------------------------------------------
@@ -411,16 +438,20 @@ class HttpConnection(asyncio.Protocol):
         elif "host" in headers:
             req.host = validate_host(headers["host"])
         cl = headers.get("content-length")
+        # nginx's order (ngx_http_process_request_header): Content-Length validity, then
+        # Transfer-Encoding: HTTP/1.0 -> 400, not `chunked` -> 501, with Content-Length -> 400
+        if cl is not None and not (cl.isascii() and cl.isdigit()):
+            raise HttpError(400, "client sent invalid \"Content-Length\" header")
         if te is not None:
             if req.http_minor == 0:
                 raise HttpError(400, "client sent HTTP/1.0 request with \"Transfer-Encoding\" header")
             if te.lower() != "chunked":
                 raise HttpError(501, f'client sent unknown "Transfer-Encoding": "{te}"')
+            if cl is not None:
+                raise HttpError(400, 'client sent "Content-Length" and "Transfer-Encoding" headers at the same time')
             req.chunked = True
             req.has_body = True
         elif cl is not None:
-            if not cl.isdigit():
-                raise HttpError(400, "client sent invalid \"Content-Length\" header")
             req.content_length = int(cl)
             req.has_body = req.content_length > 0
         if req.method == "TRACE":

@@ -23,7 +23,10 @@ def split_target(target: str) -> tuple[str, str, str | None]:
     """Split a request-target into (path, query, host-from-absolute-form).
 
     `http://h:1/p?q` -> ("/p", "q", "h:1"); `/p` -> ("/p", "", None). Anything else is a 400.
+    A fragment ends both the path and the query, as in ngx_http_parse_complex_uri ($request_uri keeps it).
     """
+    if "#" in target:
+        target = target[: target.index("#")]
     if target.startswith("/"):
         q = target.find("?")
         if q < 0:
@@ -128,27 +131,35 @@ def validate_host(value: str) -> str:
 
 
 def _validate_host(value: str) -> str:
-    host = value.strip().lower()
-    if host.startswith("["):
-        end = host.find("]")
-        if end < 0:
+    """ngx_http_validate_host, step by step: `..` anywhere, `/`, controls and spaces are invalid; the
+    port (after the first `:` outside an IPv6 literal) is dropped unchecked, so is one trailing dot;
+    an empty name is invalid. Only ASCII letters are lower-cased, as ngx_strlow does."""
+    dot_pos = host_len = len(value)
+    state = 0  # 0: name, 1: inside [literal], 2: after the name (port)
+    for i, ch in enumerate(value):
+        if ch == ".":
+            if dot_pos == i - 1:
+                raise HttpError(400, "invalid host header")
+            dot_pos = i
+        elif ch == ":":
+            if state == 0:
+                host_len = i
+                state = 2
+        elif ch == "[":
+            if i == 0:
+                state = 1
+        elif ch == "]":
+            if state == 1:
+                host_len = i + 1
+                state = 2
+        elif ch == "/" or ch <= " " or ch == "\x7f":
             raise HttpError(400, "invalid host header")
-        name = host[: end + 1]
-        rest = host[end + 1 :]
-        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
-            raise HttpError(400, "invalid host header")
-        return name
-    colon = host.find(":")
-    if colon >= 0:
-        port = host[colon + 1 :]
-        if port and not port.isdigit():
-            raise HttpError(400, "invalid host header")
-        host = host[:colon]
-    if host.endswith("."):
-        host = host[:-1]
-    if ".." in host or "/" in host or "\\" in host:
+    if dot_pos == host_len - 1:
+        host_len -= 1
+    if host_len == 0:
         raise HttpError(400, "invalid host header")
-    for ch in host:
-        if ch <= " " or ch == "\x7f":
-            raise HttpError(400, "invalid host header")
-    return host
+    host = value[:host_len]
+    return host.lower() if host.isascii() else host.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}

@@ -54,6 +54,8 @@ def test_split_target() -> None:
     assert split_target("http://Host:81/x?y") == ("/x", "y", "Host:81")
     assert split_target("http://host") == ("/", "", "host")
     assert split_target("http://host?a=b") == ("/", "a=b", "host")
+    assert split_target("/p?q=1#f?g") == ("/p", "q=1", None)  # a fragment ends path and query
+    assert split_target("/p#f?g") == ("/p", "", None)
     with pytest.raises(HttpError):
         split_target("*")
 
@@ -62,7 +64,13 @@ def test_validate_host() -> None:
     assert validate_host("Example.COM:8080") == "example.com"
     assert validate_host("example.com.") == "example.com"
     assert validate_host("[::1]:80") == "[::1]"
-    for bad in ("a/b", "a..b", "a:b", "[::1", "a\\b"):
+    # as ngx_http_validate_host: the port is not checked, an unclosed literal and a backslash pass
+    assert validate_host("a:b") == "a"
+    assert validate_host("[::1") == "[::1"
+    assert validate_host("a\\b") == "a\\b"
+    assert validate_host("A\xc0") == "a\xc0"  # ASCII letters only are lower-cased
+    assert validate_host(".a") == ".a"
+    for bad in ("a/b", "a..b", "", ".", ":80", "a b", "a\x7f", "a:1..2"):
         with pytest.raises(HttpError):
             validate_host(bad)
 

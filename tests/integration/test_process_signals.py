@@ -164,11 +164,13 @@ def test_kill9_worker_is_respawned(pyginx: Pyginx) -> None:
     pyginx.write_config(basic_config(pyginx.port))
     master = pyginx.start(workers=2)
     victim = pyginx.workers(master)[0]
+    pyginx.allow = (f"worker process {victim} exited on signal 9",)
     os.kill(victim, signal.SIGKILL)
+    # the kill is asynchronous: wait for the victim to be gone before counting its replacement
+    wait_for(lambda: victim not in pyginx.workers(master), 10, "the killed worker to be reaped")
     workers = pyginx.wait_workers(master, 2)
     assert victim not in workers
     assert f"worker process {victim} exited on signal 9" in pyginx.error_log()
-    pyginx.allow = (f"worker process {victim} exited on signal 9",)
     assert pyginx.get("/").status == 200
 
 

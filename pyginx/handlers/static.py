@@ -597,9 +597,10 @@ def _respond_file(
     body = info.body
     ranges_on = s.max_ranges != 0
 
-    if req.error_status:
+    if req.error_status and req.error_status != 200:
         # Serving an error_page: nginx's filters see the error status, so no conditionals, no
         # ranges, no Accept-Ranges and no Last-Modified (the header filter drops it), ETag kept.
+        # (`error_page 404 =200 /page` makes it a plain 200, filters and all.)
         headers = _entity_headers(info, content_type, s, encoding, vary, last_modified=False)
         return _send(ctx, mapped, fd, body, 200, headers, ((0, size),), size)
 

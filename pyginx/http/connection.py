@@ -54,6 +54,9 @@ def transfer_encoding_error(message: str, http10: bool, earlier: list[bytes]) ->
     return HttpError(501, 'client sent unknown "Transfer-Encoding"')
 
 
+_STOP = HttpError(0, "the connection reads no more requests")
+
+
 class _ParseAbort(Exception):
     """Raised inside a parser callback to stop parsing; the reason is in HttpConnection.pending_error."""
 
@@ -103,6 +106,7 @@ class HttpConnection(asyncio.Protocol):
         self._begun = False  # between on_message_begin and on_message_complete
         self._dispatching = False
         self._dispatch_again = False
+        self._deferred = False  # a request with a body waits in `queue` for the end of this feed
         self._linger_until = 0.0
         self._upgrade_pending: bytearray | None = None
         self.tunnel: Callable[[bytes], None] | None = None
@@ -209,7 +213,7 @@ class HttpConnection(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0]
-            if self.active is None and self.tunnel is None:
+            if self.active is None and not self.queue and self.tunnel is None:
                 # already answered without switching protocols (no proxy there): as nginx, the
                 # connection goes on with HTTP, so what follows is the next request
                 self._line_prefix = b""
@@ -218,6 +222,9 @@ class HttpConnection(asyncio.Protocol):
                 return
             self._upgrade_pending = bytearray(data[offset:])
             self._slow = True
+            if self._deferred:
+                self._deferred = False
+                self._dispatch_queue()
             return
         except httptools.HttpParserInvalidMethodError:
             if prefix is not None and self._completed_in_feed == 0 and self._retry_unknown_method(prefix + data):
@@ -227,11 +234,17 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserCallbackError:
             error = self.pending_error or HttpError(500, "internal error in parser callback")
             self.pending_error = None
+            if error is _STOP:
+                self.parse_failed = self._slow = True
+                return
             self._parse_error(error)
             return
         except httptools.HttpParserError as exc:
             self._parse_error(self._classify(str(exc), data if prefix is None else prefix + data))
             return
+        if self._deferred:
+            self._deferred = False
+            self._dispatch_queue()
         if self._begun:
             self._partial_message(prefix, data)
         else:
@@ -341,6 +354,11 @@ class HttpConnection(asyncio.Protocol):
     # parser callbacks -------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.state >= LINGER:
+            # a response closed the connection (or began its lingering close) in the middle of
+            # this feed: nothing after it is read as a request
+            self.pending_error = _STOP
+            raise _ParseAbort
         self._begun = True
         now = time.monotonic()
         if self.state in (WAIT_FIRST, IDLE):
@@ -390,6 +408,13 @@ class HttpConnection(asyncio.Protocol):
             self.parse_failed = self._slow = True
             req.vars["parse_error"] = error.reason
         if self.active is None and not self.queue and not self._dispatching:
+            if req.has_body and not self.parse_failed:
+                # nginx reads the body bytes that came with the head before it answers (to discard
+                # them or pass them on), so a bad chunk among them makes the answer a 400: a request
+                # with a body is answered once this feed has been parsed (data_received)
+                self.queue.append(req)
+                self._deferred = True
+                return
             # the common case: nothing ahead of this request, answer it now
             self.active = req
             self.state = BUSY
@@ -536,7 +561,7 @@ class HttpConnection(asyncio.Protocol):
             return
         self._dispatching = True
         try:
-            while self.active is None and self.queue and self.state != CLOSED:
+            while self.active is None and self.queue and self.state < LINGER:
                 self._dispatch_again = False
                 req = self.queue.popleft()
                 self.active = req
@@ -556,7 +581,18 @@ class HttpConnection(asyncio.Protocol):
         """A request that cannot be parsed: answered in its turn, then the connection closes."""
         self.parse_failed = self._slow = True
         if self.cur is not None and self.cur in self.queue:
-            return  # already queued by on_headers_complete with its error
+            waiting = self.cur
+            if not waiting.error_status:
+                # its body is malformed before its turn came (or before the end of the feed that
+                # brought its head): it is answered with the error, as nginx does
+                waiting.error_status = error.status
+                waiting.keep_alive = False
+                waiting.vars["parse_error"] = error.reason
+                self.cur = None
+                self._deferred = False
+                if self.active is None:
+                    self._dispatch_queue()
+            return  # (else already queued by on_headers_complete with its error)
         if self.cur is not None and self.cur.finished:
             # the body of a request already answered was malformed: nothing more to say, close
             self.cur = None

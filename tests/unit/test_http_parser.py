@@ -203,10 +203,30 @@ def test_absolute_form_sets_host() -> None:
 
 
 def test_bad_chunk_in_discarded_body_closes() -> None:
+    # nginx reads the body bytes that came with the head before answering: the bad chunk is a 400
     ex = Exchange()
     try:
         out = ex.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" + OK)
+        assert statuses(out) == [400]
+        assert ex.transport.closed or ex.transport.eof
+    finally:
+        ex.close()
+    # arriving after the answer, it can only close the connection
+    ex = Exchange()
+    try:
+        out = ex.feed(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", b"zz\r\n" + OK)
         assert statuses(out) == [200]
+        assert ex.transport.closed or ex.transport.eof
+    finally:
+        ex.close()
+
+
+def test_nothing_is_answered_after_a_closing_error_in_the_same_feed() -> None:
+    # the 413 closes the connection (lingering): the pipelined GET behind it is not answered
+    ex = Exchange(make_config(client_max_body_size=4))
+    try:
+        out = ex.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello" + OK + OK)
+        assert statuses(out) == [413]
         assert ex.transport.closed or ex.transport.eof
     finally:
         ex.close()

@@ -46,6 +46,16 @@ def _logged(value: str) -> str:
     return escape(value)
 
 
+def _logged_field(value: str) -> str:
+    """_logged for a header's value: its str holds one character per byte (latin-1), where URIs
+    hold UTF-8 with surrogate escapes, so the bytes are the ones the client sent."""
+    if not value:
+        return "-"
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return value
+    return "".join(_ESCAPE.get(b, chr(b)) for b in value.encode("latin-1", "replace"))
+
+
 # Variables rendered inline by compiled formats. The first table needs no escaping (addresses,
 # numbers, times); the second is escaped. Everything else goes through the generic getters.
 _PLAIN_EXPR = {
@@ -84,10 +94,11 @@ def compile_format(template: str) -> Callable[[Request], bytes]:
             pieces.append(f"_logged({_ESCAPED_EXPR[name]})")
         elif name.startswith("http_"):
             header = name[5:].replace("_", "-")
-            pieces.append(f"_logged(req.headers.get({header!r}, ''))")
+            pieces.append(f"_logged_field(req.headers.get({header!r}, ''))")
         else:
             getters.append(getter(name))
-            pieces.append(f"_logged(_g[{len(getters) - 1}](req))")
+            field = name.startswith(("cookie_", "sent_http_"))
+            pieces.append(f"{'_logged_field' if field else '_logged'}(_g[{len(getters) - 1}](req))")
         pos = m.end()
     if pos < len(template):
         pieces.append(repr(template[pos:]))
@@ -95,6 +106,7 @@ def compile_format(template: str) -> Callable[[Request], bytes]:
     source = "def render(req):\n    return ''.join((" + ", ".join(pieces) + ",)).encode('utf-8', 'surrogateescape')\n"
     namespace: dict[str, object] = {
         "_logged": _logged,
+        "_logged_field": _logged_field,
         "_g": getters,
         "time_local": time_local,
         "time_iso8601": time_iso8601,

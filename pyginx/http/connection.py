@@ -229,7 +229,7 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserInvalidMethodError:
             if prefix is not None and self._completed_in_feed == 0 and self._retry_unknown_method(prefix + data):
                 return
-            self._parse_error(HttpError(400, "invalid method"))
+            self._parse_error(HttpError(400, "invalid method"), self._refused_line(prefix, data))
             return
         except httptools.HttpParserCallbackError:
             error = self.pending_error or HttpError(500, "internal error in parser callback")
@@ -237,10 +237,11 @@ class HttpConnection(asyncio.Protocol):
             if error is _STOP:
                 self.parse_failed = self._slow = True
                 return
-            self._parse_error(error)
+            self._parse_error(error, self._refused_line(prefix, data))
             return
         except httptools.HttpParserError as exc:
-            self._parse_error(self._classify(str(exc), data if prefix is None else prefix + data))
+            error = self._classify(str(exc), data if prefix is None else prefix + data)
+            self._parse_error(error, self._refused_line(prefix, data))
             return
         if self._deferred:
             self._deferred = False
@@ -577,7 +578,20 @@ class HttpConnection(asyncio.Protocol):
         cur = self.cur
         return cur is not None and cur.body.buffered() > _BODY_HIGH_WATER
 
-    def _parse_error(self, error: HttpError) -> None:
+    def _refused_line(self, prefix: bytes | None, data: bytes) -> str:
+        """The request line of a message refused before its head was complete, for $request: nginx
+        falls back to the raw bytes up to the first CR or LF. Known when the message began in the
+        bytes kept for this feed."""
+        if prefix is None or self._completed_in_feed or self.cur is not None:
+            return ""
+        raw = (prefix + data).lstrip(b"\r\n")
+        end = len(raw)
+        for stop in (raw.find(b"\r"), raw.find(b"\n")):
+            if 0 <= stop < end:
+                end = stop
+        return raw[:end].decode("utf-8", "surrogateescape")
+
+    def _parse_error(self, error: HttpError, line: str = "") -> None:
         """A request that cannot be parsed: answered in its turn, then the connection closes."""
         self.parse_failed = self._slow = True
         if self.cur is not None and self.cur in self.queue:
@@ -604,15 +618,13 @@ class HttpConnection(asyncio.Protocol):
         req = self.cur if self.cur is not None and self.cur is not self.active else None
         if req is None:
             req = Request(self, "GET", "", 1)
-            req.request_line = ""
+            req.request_line = line
         if req is self.active:
             # the body of the request being answered was malformed (bad chunk): no more requests
             req.body.fail(error)
             req.keep_alive = False
             self.closing_after_response = True
             return
-        if error.status == 494 or error.status == 414 or (self.cur is None and self.state == HEAD):
-            req.request_line = req.request_line if self.cur is not None else ""
         req.error_status = error.status
         req.keep_alive = False
         req.vars["parse_error"] = error.reason

@@ -65,7 +65,10 @@ def free_port() -> int:
 
 
 def make_layout(root: Path) -> Layout:
-    layout = Layout(root, root / "www", root / "origin-www", root / "pyginx", root / "nginx", root / "origin")
+    # Not "pyginx": run from the work directory, `python -m pyginx` would import that folder instead.
+    layout = Layout(
+        root, root / "www", root / "origin-www", root / "srv-pyginx", root / "srv-nginx", root / "srv-origin"
+    )
     for directory in (layout.www, layout.origin_www, layout.pyginx / "logs", layout.pyginx / "conf"):
         directory.mkdir(parents=True, exist_ok=True)
     for prefix in (layout.nginx, layout.origin):

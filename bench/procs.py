@@ -33,7 +33,9 @@ class Server:
         argv = (["taskset", "-c", self.cpus] if self.cpus else []) + self.argv
         out = (self.log_dir / "stdout.log").open("ab")
         # taskset execs the server in place, so the Popen pid is the master's own.
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.log_dir.parent
+        )
         out.close()
         self.known.add(self.proc.pid)
         self.wait_ready(ready_path, timeout)

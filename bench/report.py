@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from scenarios import SERVERS, Outcome, Params, Run, median
+from scenarios import BUSY, SERVERS, Outcome, Params, Run, median
 
 
 @dataclass(frozen=True)
@@ -19,25 +20,43 @@ class Summary:
     nginx: float
     ratio: float  # median of per-round ratios pyginx/nginx
     rounds: list[float]  # the per-round ratios
+    disturbed: list[bool]  # per round: others' load above BUSY during one of its runs
     target: str
     limit: float  # the target's number: a ratio, KiB, or a fraction for the log's cost
     higher_is_better: bool
     met: bool
     extra: str = ""  # a second figure worth a glance (req/s at 1,000 connections, log cost of nginx)
+    per_cpu: str = ""  # the same comparison per second of the worker's CPU (see efficiency())
 
 
-METRICS = {  # metric -> (measure shown, unit, how to read it from a run)
+METRICS: dict[str, tuple[str, str, Key]] = {  # metric -> (measure shown, unit, how to read it from a run)
     "rps": ("req/s", "req/s", lambda r: r.wrk.rps),
     "mbps": ("throughput", "MB/s", lambda r: r.wrk.mb_per_s),
     "p99": ("p99 latency", "ms", lambda r: r.wrk.p99_ms),
 }
 
 
-def per_server(runs: list[Run], server: str, key: object, variant: str = "") -> list[float]:
-    return [key(r) for r in runs if r.server == server and r.variant == variant]  # type: ignore[operator]
+Key = Callable[[Run], float]
 
 
-def round_ratios(runs: list[Run], key: object, variant: str = "") -> list[float]:
+def per_server(runs: list[Run], server: str, key: Key, variant: str = "") -> list[float]:
+    return [key(r) for r in runs if r.server == server and r.variant == variant]
+
+
+def disturbed_rounds(runs: list[Run]) -> list[bool]:
+    """Per round, whether other people's processes took a noticeable share of the machine meanwhile."""
+    rounds = sorted({r.round for r in runs})
+    return [any(r.other_cpu > BUSY for r in runs if r.round == n) for n in rounds]
+
+
+def efficiency(key: Key) -> Key:
+    """The figure per second of worker CPU. Somebody else's load takes CPU from the server and lowers
+    its req/s, but hardly what each CPU-second buys; and when wrk, not the server, is the limit (it
+    has one core), this still compares the servers' cost per request."""
+    return lambda r: key(r) / r.server_cpu if r.server_cpu > 0 else math.nan
+
+
+def round_ratios(runs: list[Run], key: Key, variant: str = "") -> list[float]:
     mine = per_server(runs, "pyginx", key, variant)
     theirs = per_server(runs, "nginx", key, variant)
     return [a / b if b else math.nan for a, b in zip(mine, theirs, strict=True)]
@@ -57,10 +76,11 @@ def summarize_load(outcome: Outcome) -> Summary:
     measure, unit, key = METRICS[scenario.target.metric]
     ratios = round_ratios(outcome.runs, key)
     ratio = median(ratios)
-    extra = ""
+    extra, per_cpu = "", f"{median(round_ratios(outcome.runs, efficiency(key))):.2f}x"
     if scenario.target.metric == "p99":
         rps = [median(per_server(outcome.runs, s, METRICS["rps"][2])) for s in SERVERS]
         extra = f"req/s {rps[0]:,.0f} vs {rps[1]:,.0f}"
+        per_cpu = f"{median(round_ratios(outcome.runs, efficiency(METRICS['rps'][2]))):.2f}x (req/s)"
     return Summary(
         scenario.name,
         scenario.title,
@@ -70,11 +90,13 @@ def summarize_load(outcome: Outcome) -> Summary:
         median(per_server(outcome.runs, "nginx", key)),
         ratio,
         ratios,
+        disturbed_rounds(outcome.runs),
         scenario.target.describe(),
         scenario.target.limit,
         scenario.target.higher_is_better,
         scenario.target.met(ratio),
         extra,
+        per_cpu,
     )
 
 
@@ -93,6 +115,7 @@ def summarize_idle(outcome: Outcome) -> Summary:
         theirs,
         ratio,
         [ratio],
+        [False],
         scenario.target.describe(),
         scenario.target.limit,
         scenario.target.higher_is_better,
@@ -101,10 +124,10 @@ def summarize_idle(outcome: Outcome) -> Summary:
     )
 
 
-def log_costs(outcome: Outcome, server: str) -> list[float]:
+def log_costs(outcome: Outcome, server: str, key: Key = METRICS["rps"][2]) -> list[float]:
     """Per round, the share of throughput the access log takes: 1 - rps(log on) / rps(log off)."""
-    on = per_server(outcome.runs, server, METRICS["rps"][2], "log")
-    off = per_server(outcome.runs, server, METRICS["rps"][2], "nolog")
+    on = per_server(outcome.runs, server, key, "log")
+    off = per_server(outcome.runs, server, key, "nolog")
     return [1 - a / b if b else math.nan for a, b in zip(on, off, strict=True)]
 
 
@@ -113,6 +136,7 @@ def summarize_accesslog(outcome: Outcome) -> Summary:
     mine, theirs = median(log_costs(outcome, "pyginx")), median(log_costs(outcome, "nginx"))
     ratios = round_ratios(outcome.runs, METRICS["rps"][2], "log")
     rps = [median(per_server(outcome.runs, s, METRICS["rps"][2], "log")) for s in SERVERS]
+    per_cpu = [median(log_costs(outcome, s, efficiency(METRICS["rps"][2]))) for s in SERVERS]
     return Summary(
         scenario.name,
         scenario.title,
@@ -122,11 +146,13 @@ def summarize_accesslog(outcome: Outcome) -> Summary:
         theirs * 100,
         median(ratios),  # req/s with the log on, pyginx/nginx
         ratios,
+        disturbed_rounds(outcome.runs),
         scenario.target.describe(),
         scenario.target.limit,
         scenario.target.higher_is_better,
         scenario.target.met(mine),
         f"req/s {rps[0]:,.0f} vs {rps[1]:,.0f}",
+        f"cost {per_cpu[0]:.1%} vs {per_cpu[1]:.1%}",
     )
 
 
@@ -143,17 +169,20 @@ def fmt(value: float, unit: str) -> str:
 def summary_table(summaries: list[Summary]) -> list[str]:
     lines = [
         "| scenario | measure | pyginx | nginx | pyginx/nginx (median of rounds) | per-round ratios | target"
-        " | met |",
-        "| --- | --- | ---: | ---: | ---: | --- | --- | --- |",
+        " | met | per worker CPU-second |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |",
     ]
     for s in summaries:
-        rounds = ", ".join(f"{r:.2f}" for r in s.rounds)
+        rounds = ", ".join(
+            f"{r:.2f}" + ("*" if d else "") for r, d in zip(s.rounds, s.disturbed, strict=True)
+        )
         target = s.target + (" (pyginx's cost)" if s.unit == "%" else " (pyginx)" if s.unit == "KiB" else "")
         ratio_note = " (req/s, log on)" if s.unit == "%" else ""
         extra = f"<br>{s.extra}" if s.extra else ""
         lines.append(
             f"| {s.title} | {s.measure}{extra} | {fmt(s.pyginx, s.unit)} | {fmt(s.nginx, s.unit)} "
-            f"| **{s.ratio:.2f}x**{ratio_note} | {rounds} | {target} | {'yes' if s.met else '**no**'} |"
+            f"| **{s.ratio:.2f}x**{ratio_note} | {rounds} | {target} | {'yes' if s.met else '**no**'} "
+            f"| {s.per_cpu or 'n/a'} |"
         )
     return lines
 
@@ -245,7 +274,11 @@ def markdown(
     parts += [
         "Ratios are pyginx/nginx: above 1 pyginx is faster for req/s and MB/s, and worse for latency and"
         " memory. Each ratio is the median of the ratios of the rounds (pyginx and nginx measured back to"
-        " back); the pyginx and nginx columns are medians of their rounds.",
+        " back); the pyginx and nginx columns are medians of their rounds. A round marked * was"
+        f" disturbed: other people's processes used more than {BUSY:.0%} of a CPU during one of its runs."
+        " The last column divides each run's figure by the worker's CPU time (median of the per-round"
+        " ratios): it shifts less when other people's load takes CPU from the server, or when wrk (one"
+        " core) rather than the server is the limit; it is a diagnosis, the targets use the column before.",
         "",
     ]
     parts += ["## Problems seen", "", *(problems or ["- none: no errors logged, every body checked"]), ""]

@@ -78,8 +78,10 @@ BY_NAME = {s.name: s for s in SCENARIOS}
 
 @dataclass(frozen=True)
 class Params:
-    rounds: int = 3
-    duration: float = 10.0
+    # Many short rounds rather than few long ones: each ratio compares runs seconds apart, and the
+    # median of five shrugs off a round that somebody else's burst of work spoiled.
+    rounds: int = 5
+    duration: float = 6.0
     warmup: float = 3.0
     idle_connections: int = 10000
     pause: float = 1.0  # between runs: lets the previous run's connections close before the next

@@ -76,11 +76,11 @@ def summarize_load(outcome: Outcome) -> Summary:
     measure, unit, key = METRICS[scenario.target.metric]
     ratios = round_ratios(outcome.runs, key)
     ratio = median(ratios)
-    extra, per_cpu = "", f"{median(round_ratios(outcome.runs, efficiency(key))):.2f}x"
+    extra, per_cpu = "", times(median(round_ratios(outcome.runs, efficiency(key))))
     if scenario.target.metric == "p99":
         rps = [median(per_server(outcome.runs, s, METRICS["rps"][2])) for s in SERVERS]
         extra = f"req/s {rps[0]:,.0f} vs {rps[1]:,.0f}"
-        per_cpu = f"{median(round_ratios(outcome.runs, efficiency(METRICS['rps'][2]))):.2f}x (req/s)"
+        per_cpu = times(median(round_ratios(outcome.runs, efficiency(METRICS["rps"][2])))) + " (req/s)"
     return Summary(
         scenario.name,
         scenario.title,
@@ -152,8 +152,12 @@ def summarize_accesslog(outcome: Outcome) -> Summary:
         scenario.target.higher_is_better,
         scenario.target.met(mine),
         f"req/s {rps[0]:,.0f} vs {rps[1]:,.0f}",
-        f"cost {per_cpu[0]:.1%} vs {per_cpu[1]:.1%}",
+        f"cost {fmt(per_cpu[0] * 100, '%')} vs {fmt(per_cpu[1] * 100, '%')}",
     )
+
+
+def times(ratio: float) -> str:
+    return "n/a" if math.isnan(ratio) else f"{ratio:.2f}x"
 
 
 def fmt(value: float, unit: str) -> str:
@@ -181,7 +185,7 @@ def summary_table(summaries: list[Summary]) -> list[str]:
         extra = f"<br>{s.extra}" if s.extra else ""
         lines.append(
             f"| {s.title} | {s.measure}{extra} | {fmt(s.pyginx, s.unit)} | {fmt(s.nginx, s.unit)} "
-            f"| **{s.ratio:.2f}x**{ratio_note} | {rounds} | {target} | {'yes' if s.met else '**no**'} "
+            f"| **{times(s.ratio)}**{ratio_note} | {rounds} | {target} | {'yes' if s.met else '**no**'} "
             f"| {s.per_cpu or 'n/a'} |"
         )
     return lines

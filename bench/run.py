@@ -14,6 +14,7 @@ import importlib.util
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -106,10 +107,20 @@ def run_all(bench: scenarios.Bench, chosen: list[scenarios.Scenario]) -> list[sc
         bench.helpers = sorted(origin.known)
         for scenario in chosen:
             print(f"== {scenario.name}: {scenario.title}", flush=True)
-            outcomes.append(scenarios.run_scenario(bench, scenario))
+            outcomes.append(run_one(bench, scenario))
     finally:
         origin.stop()
     return outcomes
+
+
+def run_one(bench: scenarios.Bench, scenario: scenarios.Scenario) -> scenarios.Outcome:
+    """A scenario whose server fails (crash, timeout, wrong answer) is reported as such; the others
+    still run, so that one broken feature does not hide the figures of the rest."""
+    try:
+        return scenarios.run_scenario(bench, scenario)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        print(f"bench: {scenario.name} failed: {exc}", file=sys.stderr, flush=True)
+        return scenarios.Outcome(scenario, problems=[f"the scenario failed: {exc}"])
 
 
 def write_results(

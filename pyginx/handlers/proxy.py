@@ -204,6 +204,9 @@ class _Proxy:
         self.started = time.monotonic()
         self.upgrade = bool(getattr(req, "upgrade", False)) or ph.is_upgrade_request(req.headers)
         self.replayable = True
+        self.conn: UpstreamConnection | None = None  # the upstream connection in use, for a client abort
+        self.phase = ""  # what the upstream connection is doing, in nginx's words
+        self.task: asyncio.Task[object] | None = None
 
     # ------------------------------------------------------------------ preparation
 
@@ -287,6 +290,31 @@ class _Proxy:
 
     async def run(self) -> None:
         req = self.req
+        if not self.s.proxy_ignore_client_abort:
+            self.task = asyncio.current_task()
+            req.on_client_closed = self._client_closed
+        try:
+            await self._run()
+        finally:
+            if req.on_client_closed == self._client_closed:
+                req.on_client_closed = None
+
+    def _client_closed(self) -> None:
+        """The client went away: nginx (without proxy_ignore_client_abort) closes the upstream
+        connection at once and logs 499; the task's clean-up frees the peer."""
+        if not self.phase or self.task is None:
+            return  # no upstream activity: the body reader or the response writer notices
+        self.req.log_error(
+            "info",
+            "epoll_wait() reported that client prematurely closed connection, "
+            f"so upstream connection is closed too {self.phase}",
+        )
+        if self.conn is not None:
+            self.conn.abort()
+        self.task.cancel()
+
+    async def _run(self) -> None:
+        req = self.req
         self._set_proxy_vars()
         await self._prepare_body()
         self._build_head()
@@ -320,7 +348,9 @@ class _Proxy:
         conn: UpstreamConnection | None = None
         sent = False
         try:
+            self.phase = CONNECTING
             conn, reused = await self._connection(peer)
+            self.conn = conn
             attempt.connect_time = time.monotonic() - t0
             while True:
                 try:
@@ -333,13 +363,16 @@ class _Proxy:
                     if reused and f.condition == "error" and not conn.received_any and self.replayable:
                         req.log_error("info", f"{f.message} (keep-alive connection closed, retrying)")
                         conn.abort()
-                        conn = await self._connect(peer)
+                        conn = None
+                        conn = self.conn = await self._connect(peer)
                         reused = False
                         continue
                     raise
         except _Fail as f:
             if conn is not None:
                 conn.abort()
+            self.conn = None
+            self.phase = ""
             attempt.status = final_status(f.condition)
             attempt.response_time = time.monotonic() - t0
             return self._after_failure(peer, f, sent)
@@ -347,6 +380,7 @@ class _Proxy:
             # the client's body failed (HttpError), or the task was cancelled: release and re-raise
             if conn is not None:
                 conn.abort()
+            attempt.response_time = time.monotonic() - t0
             sel.free(peer, PeerState.OK)
             self._set_vars()
             raise
@@ -438,6 +472,7 @@ class _Proxy:
         s = self.s
         conn.requests += 1
         sender: asyncio.Task[None] | None = None
+        self.phase = SENDING
         try:
             if self.body:
                 conn.writelines([self.head, self.body])
@@ -455,6 +490,7 @@ class _Proxy:
             except OSError as exc:
                 raise _Fail("error", _os_message("writev", exc, SENDING)) from None
         parser = ResponseParser(s.proxy_buffer_size, head_request=req.method == "HEAD")
+        self.phase = READING_HEAD
         try:
             pieces = await self._read_head(conn, parser, sender)
         except BaseException:
@@ -592,7 +628,7 @@ class _Proxy:
                 )
             await self._tunnel(peer, conn, parser, attempt, t0)
             return True
-        if req.client_closed:
+        if req.client_closed and not s.proxy_ignore_client_abort:
             self._drop(conn, sender)
             sel.free(peer, PeerState.OK)
             self._set_vars()
@@ -639,13 +675,16 @@ class _Proxy:
         assert sel is not None
         timeout = self.s.proxy_read_timeout
         error: str | None = None
+        self.phase = READING_BODY
         try:
             while not parser.complete:
                 if parser.error is not None:
                     error = f"upstream sent invalid chunked response {READING_BODY}"
                     break
                 # backpressure: no more upstream reading until the client took what it was given
-                await req.drain()
+                # (a client gone with proxy_ignore_client_abort on: the rest is read and dropped)
+                if not (req.client_closed and self.s.proxy_ignore_client_abort):
+                    await req.drain()
                 try:
                     data = await conn.read(timeout)
                 except TimeoutError:
@@ -667,7 +706,7 @@ class _Proxy:
                     break
                 for piece in pieces:
                     req.write(piece)
-        except (ConnectionError, HttpError):
+        except (ConnectionError, HttpError, asyncio.CancelledError) as exc:
             # the client went away: nothing more to send; the upstream connection cannot be reused
             self._drop(conn, sender)
             attempt.response_time = time.monotonic() - t0
@@ -675,6 +714,8 @@ class _Proxy:
             sel.free(peer, PeerState.OK)
             self._set_vars()
             req.abort()
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             return
         if error is not None:
             # headers already went out: the client must see a truncated response, never a complete one
@@ -706,6 +747,8 @@ class _Proxy:
             sender.done() and not sender.cancelled() and sender.exception() is None
         )
         pool = self.rt.pool
+        self.phase = ""
+        self.conn = None
         if pool is not None and parser.complete and parser.keepalive and request_done:
             pool.release(conn)
         else:
@@ -713,8 +756,9 @@ class _Proxy:
         assert self.sel is not None
         self.sel.free(peer, PeerState.OK)
 
-    @staticmethod
-    def _drop(conn: UpstreamConnection, sender: asyncio.Task[None] | None) -> None:
+    def _drop(self, conn: UpstreamConnection, sender: asyncio.Task[None] | None) -> None:
+        self.phase = ""
+        self.conn = None
         if sender is not None:
             if not sender.done():
                 sender.cancel()
@@ -746,6 +790,9 @@ class _Proxy:
             + b"\r\n"
         )
         self._set_vars()
+        # the tunnel watches the client itself (tunnel_lost): no client-abort hook while it runs
+        self.phase = ""
+        req.on_client_closed = None
         transport, leftover = req.take_over()
         req.status = 101
         req.head_sent = True
@@ -788,6 +835,8 @@ class _Proxy:
 
         client.tunnel = from_client
         client.tunnel_lost = client_lost
+        # a client's half-close goes on to the upstream at once (a WebSocket peer may still answer)
+        client.tunnel_eof = conn.write_eof
         if leftover:
             from_client(leftover)
 
@@ -823,6 +872,7 @@ class _Proxy:
                     task.cancel()
             client.tunnel = None
             client.tunnel_lost = None
+            client.tunnel_eof = None
             conn.close()
             attempt.response_time = time.monotonic() - t0
             sel.free(peer, PeerState.OK)

@@ -188,6 +188,15 @@ class UpstreamConnection(asyncio.Protocol):
         if self.closed:
             raise self.error or BrokenPipeError(32, "Broken pipe")
 
+    def write_eof(self) -> None:
+        """Half-close: the peer reads EOF once what is buffered has gone out; reading goes on."""
+        t = self.transport
+        if t is not None and not self.closed and not t.is_closing() and t.can_write_eof():
+            try:
+                t.write_eof()
+            except (OSError, RuntimeError):
+                self.abort()
+
     @property
     def write_buffer_size(self) -> int:
         t = self.transport

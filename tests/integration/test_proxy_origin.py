@@ -10,6 +10,8 @@ malformed or ambiguous responses, close idle connections, echo bodies and WebSoc
     /status?code=N          that status, small body
     /slow-head?delay=S      wait S seconds before answering
     /slow-body?delay=S      head and half the body, S seconds, the rest
+    /hold?delay=S           wait up to S seconds for the proxy to close the connection (recorded in
+                            `aborted`), else answer; &partial=1 sends the head and half the body first
     /reset                  RST without answering      /close   close without answering
     /truncate               Content-Length 100, 10 bytes, close     ?chunked=1: chunked, no last chunk
     /raw?r=NAME             a raw response from RAW (malformed and ambiguous ones)
@@ -18,7 +20,9 @@ malformed or ambiguous responses, close idle connections, echo bodies and WebSoc
 
 Settings: `idle_close` (seconds: close keep-alive connections idle that long), `drop_reused` (read a
 request on a reused connection and close it unanswered: a server that gave up the connection just as
-the request arrived), `status_override` (answer everything with that status), `reset_all`. Counters: `connections`, `closed`, `requests` (every request seen, whole).
+the request arrived), `status_override` (answer everything with that status), `reset_all`. Counters:
+`connections`, `closed`, `requests` (every request seen, whole), `aborted` (when a /hold saw the proxy
+close). A WebSocket client's half-close is answered with a last text frame "bye", then a close.
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ class Origin:
     connections: int = 0
     closed: int = 0
     requests: list[SeenRequest] = field(default_factory=list)
+    aborted: list[float] = field(default_factory=list)  # time.monotonic() of each /hold the proxy gave up
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
@@ -224,6 +229,8 @@ class Origin:
         if path == "/slow-head":
             await asyncio.sleep(float(q.get("delay", "1")))
             return await self._send(w, 200, b"slow")
+        if path == "/hold":
+            return await self._hold(reader, w, float(q.get("delay", "5")), bool(q.get("partial")))
         if path == "/slow-body":
             body = b"x" * 1000
             w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + body[:500])
@@ -269,6 +276,29 @@ class Origin:
             "conn": req.conn_id,
         }
         return await self._send(w, 200, json.dumps(info).encode(), ctype="application/json")
+
+    async def _hold(
+        self, reader: asyncio.StreamReader, w: asyncio.StreamWriter, delay: float, partial: bool
+    ) -> bool:
+        """Wait for the proxy to close the connection (an abandoned request), else answer."""
+        if partial:
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n01234")
+            await w.drain()
+        try:
+            got: bytes | None = await asyncio.wait_for(reader.read(1), delay)
+        except TimeoutError:
+            got = None
+        except ConnectionError:
+            got = b""
+        if got == b"":
+            with self._lock:
+                self.aborted.append(time.monotonic())
+            return False
+        if partial:
+            w.write(b"56789")
+            await w.drain()
+            return True
+        return await self._send(w, 200, b"held")
 
     async def _send(
         self,
@@ -329,7 +359,12 @@ class Origin:
         while True:
             try:
                 opcode, payload = await read_frame(reader)
-            except (asyncio.IncompleteReadError, ConnectionError):
+            except asyncio.IncompleteReadError as exc:
+                if not exc.partial:  # the client half-closed between frames: a last word, then close
+                    w.write(encode_frame(1, b"bye", mask=False))
+                    await w.drain()
+                return
+            except ConnectionError:
                 return
             if opcode == 8:  # close: answer it and stop
                 w.write(encode_frame(8, payload, mask=False))

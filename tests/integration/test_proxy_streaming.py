@@ -119,7 +119,7 @@ def test_slow_client_does_not_make_the_worker_hold_the_response(pyginx: Pyginx, 
     start(pyginx, origin)
     master = pyginx.read_pid()
     assert master is not None
-    worker = pyginx.workers(master)[0]
+    worker = pyginx.wait_workers(master, 1)[0]  # its title is set just after the fork
     request(pyginx.port, "/warm")
     before = rss_kb(worker)
     size = 200 * 1024 * 1024
@@ -255,6 +255,24 @@ def test_websocket_idle_limit_is_proxy_read_timeout(pyginx: Pyginx, origin: Orig
         assert 0.8 < time.monotonic() - t0 < 5
     finally:
         s.close()
+
+
+def test_websocket_client_half_close_reaches_the_upstream_at_once(pyginx: Pyginx, origin: Origin) -> None:
+    start(pyginx, origin, extra="  proxy_read_timeout: 30s")
+    s = ws_connect(pyginx.port)
+    try:
+        s.sendall(encode_frame(1, b"ping", mask=True))
+        assert recv_frame(s) == (1, b"ping")
+        t0 = time.monotonic()
+        s.shutdown(socket.SHUT_WR)
+        # the upstream saw the EOF (not the idle timeout 30 s later) and could still answer it
+        assert recv_frame(s) == (1, b"bye")
+        s.settimeout(10)
+        assert s.recv(10) == b""  # then it closed, and so did pyginx
+        assert time.monotonic() - t0 < 5
+    finally:
+        s.close()
+    pyginx.check_log()
 
 
 def test_upgrade_refused_by_upstream_is_a_normal_response(pyginx: Pyginx, origin: Origin) -> None:

@@ -35,6 +35,7 @@ LINGER = 4  # response sent, discarding what the client still sends before closi
 CLOSED = 5
 
 _METHOD_TOKEN = re.compile(rb"[A-Z_\-]+\Z")
+_MAX_HEADERS = 1000  # nginx's max_headers default (1.29.8; distributions backported it): more is a 494
 _MAX_QUEUED = 16  # pipelined requests parsed ahead of the one being answered, before reading pauses
 _BODY_HIGH_WATER = 256 * 1024
 
@@ -382,7 +383,7 @@ class HttpConnection(asyncio.Protocol):
         size = len(name) + len(value) + 4
         number, large = self.keepalive_conf.large_client_header_buffers
         self._header_bytes += size
-        if size > large or self._header_bytes > number * large:
+        if size > large or self._header_bytes > number * large or len(self._headers) >= _MAX_HEADERS:
             self.pending_error = HttpError(494, "request header too large")
             raise _ParseAbort
         self._headers.append((name, value))

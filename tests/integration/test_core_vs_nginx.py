@@ -275,6 +275,10 @@ http {
     location = /ep-return-code { error_page 403 =404 /custom404.html; return 403; }
     location = /ep-to-return { error_page 404 /r301; return 404; }
     location @fallback { return 200 "named $uri"; }
+    location /ep-405/ { error_page 405 /custom404.html; }
+    location /ep-eq-named/ { error_page 404 = @fallback; }
+    location /ep-named-redirect/ { error_page 404 @redirect; }
+    location @redirect { return 302 http://other.test/from-named; }
     location = /exact { return 200 "exact"; }
     location /prefix/ { return 200 "prefix"; }
     location /prefix/longer/ { return 200 "longer"; }
@@ -386,6 +390,10 @@ http:
         - {location: = /ep-return-code, error_page: {403: =404 /custom404.html}, return: 403}
         - {location: = /ep-to-return, error_page: {404: /r301}, return: 404}
         - {location: "@fallback", return: 200 named $uri}
+        - {location: /ep-405/, error_page: {405: /custom404.html}}
+        - {location: /ep-eq-named/, error_page: {404: "= @fallback"}}
+        - {location: /ep-named-redirect/, error_page: {404: "@redirect"}}
+        - {location: "@redirect", return: 302 http://other.test/from-named}
         - {location: = /exact, return: 200 exact}
         - {location: /prefix/, return: 200 prefix}
         - {location: /prefix/longer/, return: 200 longer}
@@ -571,6 +579,14 @@ LIMITS = [
     _case("header too long", req(headers=(("X-Long", "x" * 9000),))),
     _case("too many headers", req(headers=tuple((f"X-{i}", "y" * 4000) for i in range(10)))),
     _case("cookie too large", req(headers=(("Cookie", "c=" + "y" * 8200),))),
+    _case("header at 8k", req(target="/text", headers=(("X-Long", "x" * 8180),))),
+    _case("header just over 8k", req(target="/text", headers=(("X-Long", "x" * 8185),))),
+    _case("3 headers of 7k", req(target="/text", headers=tuple((f"X-{i}", "y" * 7000) for i in range(3)))),
+    _case("4 headers of 7k", req(target="/text", headers=tuple((f"X-{i}", "y" * 7000) for i in range(4)))),
+    _case("5 headers of 7k", req(target="/text", headers=tuple((f"X-{i}", "y" * 7000) for i in range(5)))),
+    _case("999 headers and host", req(target="/text", headers=tuple((f"X-{i:04d}", "y") for i in range(999)))),
+    _case("1000 headers and host", req(target="/text", headers=tuple((f"X-{i:04d}", "y") for i in range(1000)))),
+    _case("uri 7k and headers", req(target="/text?" + "a" * 7000, headers=tuple((f"X-{i}", "y" * 7000) for i in range(3)))),
     _case("body over limit", req("POST", "/body", headers=(("Content-Length", "101"),), body=b"x" * 101)),
     _case("body at limit", req("POST", "/body", headers=(("Content-Length", "100"),), body=b"x" * 100)),
     _case("body over limit, unsent", req("POST", "/body", headers=(("Content-Length", "1000000"),))),
@@ -685,6 +701,9 @@ RETURNS = [
     _case("error_page =404 on return 403", req(target="/ep-return-code")),
     _case("error_page to a return 301", req(target="/ep-to-return")),
     _case("error_page head", req("HEAD", "/ep-uri/x")),
+    _case("error_page on 405", req("PURGE", "/ep-405/x")),
+    _case("error_page = @named", req(target="/ep-eq-named/x")),
+    _case("error_page @named redirect", req(target="/ep-named-redirect/x")),
     _case("error_page post", req("POST", "/ep-uri/x", headers=(("Content-Length", "0"),))),
 ]
 

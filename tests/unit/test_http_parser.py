@@ -131,6 +131,18 @@ def test_too_many_headers_is_400() -> None:
         ex.close()
 
 
+def test_more_than_a_thousand_header_lines_is_400() -> None:
+    # nginx's max_headers (1000, Host included)
+    for count, status in ((999, 200), (1000, 400)):
+        ex = Exchange()
+        try:
+            lines = b"".join(b"X-%04d: y\r\n" % i for i in range(count))
+            out = ex.feed(b"GET / HTTP/1.1\r\nHost: a\r\n" + lines + b"\r\n")
+            assert statuses(out) == [status], count
+        finally:
+            ex.close()
+
+
 def test_endless_header_line_is_cut_off() -> None:
     ex = Exchange()
     try:

@@ -55,6 +55,13 @@ def transfer_encoding_error(message: str, http10: bool, earlier: list[bytes]) ->
     return HttpError(501, 'client sent unknown "Transfer-Encoding"')
 
 
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+
+
+def _percent_byte(m: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % m.group()[0]
+
+
 _STOP = HttpError(0, "the connection reads no more requests")
 
 
@@ -240,6 +247,12 @@ class HttpConnection(asyncio.Protocol):
                 return
             self._parse_error(error, self._refused_line(prefix, data))
             return
+        except httptools.HttpParserInvalidURLError as exc:
+            if prefix is not None and not self._completed_in_feed and self._retry_raw_bytes(prefix + data):
+                return
+            error = self._classify(str(exc), data if prefix is None else prefix + data)
+            self._parse_error(error, self._refused_line(prefix, data))
+            return
         except httptools.HttpParserError as exc:
             error = self._classify(str(exc), data if prefix is None else prefix + data)
             self._parse_error(error, self._refused_line(prefix, data))
@@ -330,6 +343,32 @@ class HttpConnection(asyncio.Protocol):
         self._line_prefix = None
         self._method_override = token.decode("ascii")
         self.data_received(b"GET" + stripped[space:])
+        return True
+
+    def _retry_raw_bytes(self, data: bytes) -> bool:
+        """nginx takes bytes 0x80-0xFF in a request-target as they are; llhttp refuses them. A
+        request line holding some is parsed again with those bytes percent-encoded, which gives
+        the same $uri once decoded ($request_uri shows them escaped)."""
+        stripped = data.lstrip(b"\r\n")
+        end = stripped.find(b"\n")
+        if end < 0:
+            if len(stripped) > self._header_limit():
+                return False
+            # not the whole line yet: kept, and parsed again once more bytes come (_special_input)
+            self._method_stash = stripped
+            self._slow = True
+            self._line_prefix = b""
+            self.parser = self._new_parser()
+            self.cur = None
+            self.state = HEAD
+            return True
+        line = stripped[:end]
+        if _HIGH_BYTE.search(line) is None:
+            return False
+        self.parser = self._new_parser()
+        self.cur = None
+        self._line_prefix = None
+        self.data_received(_HIGH_BYTE.sub(_percent_byte, line) + stripped[end:])
         return True
 
     def _header_limit(self) -> int:

@@ -791,7 +791,11 @@ MORE = [
     _case("encoded slash", req(target="/a%2F..%2Fvars")),
     _case("no leading slash", req(target="vars")),
     _case("dot target", req(target="/..")),
-    _case("high bytes in uri", b"GET /\xff\xfe HTTP/1.1\r\nHost: default.test\r\n\r\n", stricter=[400]),
+    _case("high bytes in uri", b"GET /\xff\xfe HTTP/1.1\r\nHost: default.test\r\n\r\n"),
+    _case("utf-8 in uri", b"GET /static/caf\xc3\xa9%20d HTTP/1.1\r\nHost: default.test\r\n\r\n"),
+    # ($args and $request_uri show such bytes percent-encoded in pyginx, raw in nginx)
+    _case("utf-8 in query", b"GET /text?q=\xc3\xa9 HTTP/1.1\r\nHost: default.test\r\n\r\n"),
+    _case("high bytes then pipelined", b"GET /\xff HTTP/1.1\r\nHost: default.test\r\n\r\n" + req(target="/text")),
     _case("double spaces", b"GET  /text  HTTP/1.1\r\nHost: default.test\r\n\r\n"),
     _case("trailing space", b"GET /text HTTP/1.1 \r\nHost: default.test\r\n\r\n", stricter=[400]),
     _case("tab separator", b"GET\t/text\tHTTP/1.1\r\nHost: default.test\r\n\r\n"),

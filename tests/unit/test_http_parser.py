@@ -143,6 +143,17 @@ def test_more_than_a_thousand_header_lines_is_400() -> None:
             ex.close()
 
 
+def test_raw_high_bytes_in_the_target_are_accepted_like_nginx() -> None:
+    for how, chunks in _chunkings(b"GET /caf\xc3\xa9?q=\xff HTTP/1.1\r\nHost: a\r\n\r\n" + OK):
+        ex = Exchange()
+        try:
+            out = ex.feed(*chunks)
+            assert statuses(out) == [200, 200], how
+            assert b"ok GET /caf\xc3\xa9" in out
+        finally:
+            ex.close()
+
+
 def test_endless_header_line_is_cut_off() -> None:
     ex = Exchange()
     try:

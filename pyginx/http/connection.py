@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from pyginx.errors import HttpError
-from pyginx.http.request import Request
+from pyginx.http.request import Body, Request
 from pyginx.http.uri import normalize_path, split_target, validate_host
 
 if TYPE_CHECKING:
@@ -566,9 +566,12 @@ class HttpConnection(asyncio.Protocol):
                 raise HttpError(400, 'client sent "Content-Length" and "Transfer-Encoding" headers at the same time')
             req.chunked = True
             req.has_body = True
+            req.body = Body()
         elif cl is not None:
             req.content_length = int(cl)
             req.has_body = req.content_length > 0
+            if req.has_body:
+                req.body = Body()
         if req.method == "TRACE":
             raise HttpError(405, "TRACE method")
         expect = headers.get("expect")
@@ -615,7 +618,7 @@ class HttpConnection(asyncio.Protocol):
         self._completed_in_feed += 1
         req = self.cur
         self.cur = None
-        if req is not None:
+        if req is not None and req.has_body:
             req.body.finish()
 
     # ------------------------------------------------------------------ body reading hooks

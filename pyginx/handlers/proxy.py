@@ -3,11 +3,16 @@
 One request: evaluate the proxy variables, read the body (proxy_request_buffering on) or prepare to
 stream it (off), then try servers chosen by the balancer until one answers or proxy_next_upstream says
 stop. Each try: a connection (pooled when safe, else new, within proxy_connect_timeout), the request
-(proxy_send_timeout between writes), the response head (proxy_read_timeout between reads, at most
-proxy_buffer_size). Then the response streams to the client with backpressure both ways: the proxy
-reads from the upstream only when the client has taken what it was given, so a slow client holds at
-most a read buffer and the client transport's buffer in memory. A 101 to an Upgrade request becomes a
-two-way tunnel.
+(proxy_send_timeout), the response head (proxy_read_timeout between reads, at most proxy_buffer_size).
+Then the response streams to the client with backpressure: when the client's buffer is full, reading
+from the upstream pauses until it drains, so a slow client holds at most a read and the client
+transport's buffer in memory. A 101 to an Upgrade request becomes a two-way tunnel (proxy_tunnel.py).
+
+The request is a state machine driven by the upstream connection's callbacks (`_Proxy` is the
+connection's sink): no task, future or timer handle per request on the common path, which is what a
+proxied request costs in Python otherwise. Tasks remain where asyncio only offers coroutines (connect,
+reading the client's body, streaming it upstream, waiting for a slow client, tunnels). Timeouts are
+deadlines swept by pyginx.upstream.deadlines.
 
 Decisions are delegated to pure modules (pyginx.upstream.balancer, .attempts, .response and
 pyginx.handlers.proxy_headers); this module is the I/O glue and nginx's error-log wording.
@@ -17,15 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyginx.config.model import HttpSettings, Location, ProxyPass, Upstream, UpstreamServer
 from pyginx.errors import HttpError, UpstreamError, UpstreamInvalidHeader
 from pyginx.handlers import proxy_headers as ph
-from pyginx.http.variables import Getter, compile_template
+from pyginx.handlers.proxy_tunnel import run_tunnel, switching_head
+from pyginx.http.dispatch import Dispatcher
+from pyginx.http.variables import Getter, compile_template, has_variables
 from pyginx.upstream.attempts import Attempt, Attempts, NextUpstream, final_status, may_retry, replayable
 from pyginx.upstream.balancer import Peer, PeerState, Selection
+from pyginx.upstream.deadlines import Deadlines, deadlines
 from pyginx.upstream.pool import UpstreamConnection, open_connection
 from pyginx.upstream.response import ResponseParser
 from pyginx.upstream.runtime import UpstreamRuntime, runtime_for
@@ -38,7 +47,6 @@ CONNECTING = "while connecting to upstream"
 SENDING = "while sending request to upstream"
 READING_HEAD = "while reading response header from upstream"
 READING_BODY = "while reading upstream"
-TUNNELING = "while proxying upgraded connection"
 
 
 class _Fail(Exception):
@@ -75,14 +83,20 @@ class _Plan:
     pp: ProxyPass
     settings: HttpSettings
     location: Location | None
+    upstream: Upstream | None  # the block, when proxy_pass names it without variables
     set_headers: ph.SetHeaders
     host_getter: Getter | None
-    set_getters: list[tuple[str, Getter]]
+    head: ph.HeadTemplate  # the request head with its constant lines encoded
+    set_getters: list[Getter]  # the variable proxy_set_header values, in order
     hide: frozenset[str]
+    drop: frozenset[str]  # response header names never passed (ph.response_drop)
     redirects: tuple[ph.RedirectRule, ...]
     policy: NextUpstream
     pp_host: Getter | None  # proxy_pass with variables: its host part (or whole URL) and URI
     pp_uri: Getter | None
+    read_high_water: int  # bytes an upstream connection buffers before its reading pauses
+    proxy_host: str  # $proxy_host and $proxy_port of a proxy_pass without variables
+    proxy_port: str
 
 
 _plans: dict[tuple[int, int], tuple[HttpSettings, Location | None, _Plan]] = {}
@@ -97,24 +111,44 @@ def _plan_for(req: Request) -> _Plan:
     hit = _plans.get(key)
     if hit is not None and hit[0] is settings and hit[1] is location:
         return hit[2]
+    plan = _make_plan(req, settings, location)
+    _plans[key] = (settings, location, plan)
+    return plan
+
+
+def _make_plan(req: Request, settings: HttpSettings, location: Location | None) -> _Plan:
     pp = settings.proxy_pass
     assert pp is not None
     sh = ph.plan_set_headers(settings.proxy_set_header)
-    plan = _Plan(
+    constant = tuple(not has_variables(hv.value) for hv in sh.others)
+    hide = ph.hidden_headers(settings.proxy_hide_header, settings.proxy_pass_header)
+    http = req.conn.ctx.config.http
+    upstream = None
+    if not pp.has_variables and http is not None and pp.upstream is not None:
+        upstream = http.upstreams[pp.upstream]
+    return _Plan(
         pp=pp,
         settings=settings,
         location=location,
+        upstream=upstream,
         set_headers=sh,
         host_getter=compile_template(sh.host.value) if sh.host is not None else None,
-        set_getters=[(hv.name, compile_template(hv.value)) for hv in sh.others],
-        hide=ph.hidden_headers(settings.proxy_hide_header, settings.proxy_pass_header),
+        head=ph.HeadTemplate(settings.proxy_http_version, sh, constant),
+        set_getters=[compile_template(hv.value) for hv, c in zip(sh.others, constant, strict=True) if not c],
+        hide=hide,
+        drop=ph.response_drop(hide, upgrade=False),
         redirects=ph.redirect_rules(pp, location, settings.proxy_redirect),
         policy=NextUpstream.from_settings(settings),
         pp_host=compile_template(pp.host) if pp.has_variables else None,
         pp_uri=compile_template(pp.uri) if pp.has_variables and pp.uri is not None else None,
+        read_high_water=(
+            max(64 * 1024, settings.proxy_buffers[0] * settings.proxy_buffers[1])
+            if settings.proxy_buffering
+            else 64 * 1024
+        ),
+        proxy_host=pp.proxy_host,
+        proxy_port=ph.proxy_port(pp),
     )
-    _plans[key] = (settings, location, plan)
-    return plan
 
 
 def _hash_key(up: Upstream) -> Getter | None:
@@ -128,14 +162,10 @@ def _hash_key(up: Upstream) -> Getter | None:
 
 
 async def _resolve_upstream(req: Request, plan: _Plan) -> tuple[Upstream, ProxyPass]:
-    """The upstream block and effective proxy_pass for this request."""
-    pp = plan.pp
-    http = req.conn.ctx.config.http
-    if not pp.has_variables:
-        assert pp.upstream is not None and http is not None
-        return http.upstreams[pp.upstream], pp
-    # proxy_pass with variables: evaluated per request; an upstream block by name, else host:port
+    """proxy_pass with variables, evaluated for this request: an upstream block by name, else
+    host:port (resolved, and kept as an implicit block)."""
     assert plan.pp_host is not None
+    http = req.conn.ctx.config.http
     text = plan.pp_host(req)
     uri = plan.pp_uri(req) if plan.pp_uri is not None else None
     if text.startswith("http://"):
@@ -177,15 +207,73 @@ async def _resolve_upstream(req: Request, plan: _Plan) -> tuple[Upstream, ProxyP
 # the handler
 
 
-async def handle(req: Request) -> None:
+def handle(req: Request) -> Awaitable[None] | None:
+    """Start proxying `req`. None when the upstream connection's callbacks carry the request from
+    here (the common case); a coroutine when something must be awaited first (resolving proxy_pass
+    with variables, reading the client's body)."""
     plan = _plan_for(req)
+    up = plan.upstream
+    if up is None:
+        return _handle_resolved(req, plan)
+    return _Proxy(req, plan, plan.pp, up, runtime_for(up)).start()
+
+
+async def _handle_resolved(req: Request, plan: _Plan) -> None:
     up, pp = await _resolve_upstream(req, plan)
-    rt = runtime_for(up)
-    await _Proxy(req, plan, pp, up, rt).run()
+    proxy = _Proxy(req, plan, pp, up, runtime_for(up))
+    pending = proxy.start()
+    if pending is not None:
+        await pending
+    else:
+        await proxy.until_done()
 
 
 class _Proxy:
-    """One proxied request (nginx's ngx_http_upstream_t)."""
+    """One proxied request (nginx's ngx_http_upstream_t), driven by its upstream connection's events.
+
+    Per try: `_next_try` picks a peer and a connection (`_connect` when none is pooled), `_send`
+    writes the request and makes this object the connection's sink; `upstream_data` parses the head
+    (`_on_head`), then streams the body (`_body_data`, `_pump`). Every end goes through one of
+    `_fail` (a try failed: maybe the next one), `_truncated` (the body broke after the head went out),
+    `_finish_upstream` (answered) and `_done` (this request is over for the proxy)."""
+
+    __slots__ = (
+        "req",
+        "plan",
+        "pp",
+        "up",
+        "rt",
+        "s",
+        "loop",
+        "timers",
+        "proxy_host",
+        "attempts",
+        "body",
+        "streamed",
+        "chunked_body",
+        "head",
+        "target",
+        "sel",
+        "started",
+        "upgrade",
+        "replayable",
+        "peer",
+        "attempt",
+        "t0",
+        "conn",
+        "reused",
+        "sent",
+        "parser",
+        "streaming",
+        "phase",
+        "connecting",
+        "sender",
+        "drainer",
+        "deadline",
+        "armed",
+        "finished",
+        "waiter",
+    )
 
     def __init__(self, req: Request, plan: _Plan, pp: ProxyPass, up: Upstream, rt: UpstreamRuntime) -> None:
         self.req = req
@@ -194,6 +282,9 @@ class _Proxy:
         self.up = up
         self.rt = rt
         self.s = plan.settings
+        self.loop = loop = req.conn.ctx.loop
+        self.timers: Deadlines = deadlines(loop)
+        self.proxy_host = plan.proxy_host if pp is plan.pp else pp.proxy_host
         self.attempts = Attempts()
         self.body: bytes | None = None
         self.streamed = False
@@ -202,276 +293,233 @@ class _Proxy:
         self.target = ""
         self.sel: Selection | None = None
         self.started = time.monotonic()
-        self.upgrade = bool(getattr(req, "upgrade", False)) or ph.is_upgrade_request(req.headers)
+        self.upgrade = req.upgrade or ph.is_upgrade_request(req.headers)
         self.replayable = True
-        self.conn: UpstreamConnection | None = None  # the upstream connection in use, for a client abort
-        self.phase = ""  # what the upstream connection is doing, in nginx's words
-        self.task: asyncio.Task[object] | None = None
+        # the try in progress
+        self.peer: Peer | None = None  # taken from the balancer and not yet given back
+        self.attempt: Attempt | None = None
+        self.t0 = 0.0
+        self.conn: UpstreamConnection | None = None
+        self.reused = False
+        self.sent = False
+        self.parser: ResponseParser | None = None
+        self.streaming = False  # the head went to the client; body bytes follow
+        self.phase = ""  # what the upstream connection is doing, in nginx's words ("" = nothing)
+        self.connecting: asyncio.Task[UpstreamConnection] | None = None
+        self.sender: asyncio.Task[None] | None = None  # the client's body going upstream (streamed)
+        self.drainer: asyncio.Task[None] | None = None  # waiting for a slow client
+        # deadline bookkeeping (pyginx.upstream.deadlines)
+        self.deadline = 0.0
+        self.armed = False
+        self.finished = False
+        self.waiter: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ preparation
+
+    def start(self) -> Awaitable[None] | None:
+        req, s = self.req, self.s
+        self._set_proxy_vars()
+        if not s.proxy_ignore_client_abort:
+            req.on_client_closed = self._client_closed
+        if s.proxy_set_body is not None:
+            self.body = compile_template(s.proxy_set_body)(req).encode("utf-8", "surrogateescape")
+        elif not s.proxy_pass_request_body or not req.has_body:
+            self.body = b"" if req.content_length is not None and s.proxy_pass_request_body else None
+        elif not s.proxy_request_buffering and (
+            req.content_length is not None or s.proxy_http_version == "1.1"
+        ):
+            # nginx streams only when asked and when the upstream can take it (chunked needs HTTP/1.1)
+            self.streamed = True
+            self.chunked_body = req.content_length is None
+        else:
+            return self._read_body_first()
+        self._go()
+        return None
+
+    async def _read_body_first(self) -> None:
+        try:
+            self.body = await self.req.read_body()  # HttpError 413/408 reach the core, which answers
+        except BaseException:
+            self._unhook()
+            raise
+        self._go()
+        await self.until_done()
+
+    async def until_done(self) -> None:
+        """For a coroutine that must last as long as the request (the dispatcher's contract)."""
+        if not self.finished:
+            self.waiter = self.loop.create_future()
+            await self.waiter
 
     def _set_proxy_vars(self) -> None:
         req, pp = self.req, self.pp
         v = req.vars
-        v["proxy_host"] = pp.proxy_host
-        v["proxy_port"] = ph.proxy_port(pp)
+        v["proxy_host"] = self.proxy_host
+        v["proxy_port"] = self.plan.proxy_port if pp is self.plan.pp else ph.proxy_port(pp)
         v["proxy_add_x_forwarded_for"] = ph.add_x_forwarded_for(
             req.headers.get("x-forwarded-for"), req.conn.client_addr
         )
 
-    async def _prepare_body(self) -> None:
-        req, s = self.req, self.s
-        if s.proxy_set_body is not None:
-            self.body = compile_template(s.proxy_set_body)(req).encode("utf-8", "surrogateescape")
-            return
-        if not s.proxy_pass_request_body or not req.has_body:
-            self.body = b"" if req.content_length is not None and s.proxy_pass_request_body else None
-            return
-        chunked = req.content_length is None
-        # nginx streams only when asked and when the upstream can take it (chunked needs HTTP/1.1)
-        if not s.proxy_request_buffering and (not chunked or s.proxy_http_version == "1.1"):
-            self.streamed = True
-            self.chunked_body = chunked
-            return
-        self.body = await req.read_body()  # HttpError 413/408 reach the core, which answers them
+    def _go(self) -> None:
+        """Build the request head, set up the balancer's per-request state, and make the first try."""
+        try:
+            req = self.req
+            self._build_head()
+            self.replayable = replayable(self.plan.policy, req.method, self.streamed)
+            hash_key = _hash_key(self.up)
+            self.sel = self.rt.peers.selection(
+                key=hash_key(req) if hash_key is not None else "",
+                client_addr=req.conn.client_addr,
+                next_tries=self.s.proxy_next_upstream_tries,
+            )
+            self._next_try()
+        except Exception as exc:
+            self._crash(exc)
 
     def _build_head(self) -> None:
         req, plan, s, pp = self.req, self.plan, self.s, self.pp
-        self.target = ph.upstream_uri(
-            pp,
-            req.location,
-            uri=req.uri,
-            args=req.args,
-            request_uri=req.request_uri,
-            internal=bool(getattr(req, "internal", False)),
-        )
-        host = plan.host_getter(req) if plan.host_getter is not None else ""
-        if not host:
-            host = pp.proxy_host  # nginx: an empty Host from proxy_set_header means $proxy_host
         if pp.has_variables and pp.uri is not None:
             self.target = pp.uri  # nginx sends an evaluated URI part as it is
-        set_values = [(name, get(req)) for name, get in plan.set_getters]
-        if s.proxy_set_body is not None:
-            framing = ph.Framing("length", len(self.body or b""))
-        elif self.streamed:
-            framing = ph.request_framing(
-                has_body=True, content_length=req.content_length, buffered_length=None, streamed=True
-            )
+        elif pp.uri is None and not req.internal:
+            self.target = req.request_uri  # the usual case of ph.upstream_uri, without the call
         else:
-            framing = ph.request_framing(
-                has_body=req.has_body and s.proxy_pass_request_body,
-                content_length=req.content_length if s.proxy_pass_request_body else None,
-                buffered_length=len(self.body) if self.body is not None else None,
-                streamed=False,
+            self.target = ph.upstream_uri(
+                pp,
+                req.location,
+                uri=req.uri,
+                args=req.args,
+                request_uri=req.request_uri,
+                internal=req.internal,
             )
-        if self.upgrade:
-            connection: str | None = "upgrade"
-            upgrade: str | None = req.headers.get("upgrade")
-        else:
-            upgrade = None
-            if self.rt.pool is None:
-                connection = "close"
-            else:
-                connection = "keep-alive" if s.proxy_http_version == "1.0" else None
-        self.head = ph.build_request_head(
+        host = plan.host_getter(req) if plan.host_getter is not None else ""
+        if not host:
+            host = self.proxy_host  # nginx: an empty Host from proxy_set_header means $proxy_host
+        self.head = plan.head.render(
             method=req.method,
             target=self.target,
-            http_version=s.proxy_http_version,
             host=host,
-            set_values=set_values,
-            set_names=plan.set_headers.names,
+            values=[get(req) for get in plan.set_getters],
             client_headers=req.header_list if s.proxy_pass_request_headers else None,
-            connection=connection,
-            upgrade=upgrade,
-            framing=framing,
+            connection=self._connection_header(),
+            upgrade=req.headers.get("upgrade") if self.upgrade else None,
+            framing=self._framing(),
         )
 
-    # ------------------------------------------------------------------ the tries
+    def _connection_header(self) -> str | None:
+        if self.upgrade:
+            return "upgrade"
+        if self.rt.pool is None:
+            return "close"
+        return "keep-alive" if self.s.proxy_http_version == "1.0" else None
 
-    async def run(self) -> None:
-        req = self.req
-        if not self.s.proxy_ignore_client_abort:
-            self.task = asyncio.current_task()
-            req.on_client_closed = self._client_closed
-        try:
-            await self._run()
-        finally:
-            if req.on_client_closed == self._client_closed:
-                req.on_client_closed = None
-
-    def _client_closed(self) -> None:
-        """The client went away: nginx (without proxy_ignore_client_abort) closes the upstream
-        connection at once and logs 499; the task's clean-up frees the peer."""
-        if not self.phase or self.task is None:
-            return  # no upstream activity: the body reader or the response writer notices
-        self.req.log_error(
-            "info",
-            "epoll_wait() reported that client prematurely closed connection, "
-            f"so upstream connection is closed too {self.phase}",
-        )
-        if self.conn is not None:
-            self.conn.abort()
-        self.task.cancel()
-
-    async def _run(self) -> None:
-        req = self.req
-        self._set_proxy_vars()
-        await self._prepare_body()
-        self._build_head()
-        policy = self.plan.policy
-        self.replayable = replayable(policy, req.method, self.streamed)
-        hash_key = _hash_key(self.up)
-        self.sel = self.rt.peers.selection(
-            key=hash_key(req) if hash_key is not None else "",
-            client_addr=req.conn.client_addr,
-            next_tries=self.s.proxy_next_upstream_tries,
-        )
-        while True:
-            peer = self.sel.get()
-            if peer is None:
-                req.log_error("error", f"no live upstreams {CONNECTING}")
-                a = self.attempts.add(self.up.name)
-                a.status = 502
-                self._fail_response(502)
-                return
-            if await self._try(peer):
-                return
-
-    async def _try(self, peer: Peer) -> bool:
-        """One try at `peer`. True when the request is answered (or given up), False to try the next."""
-        req = self.req
-        sel = self.sel
-        assert sel is not None
-        attempt = self.attempts.add(peer.name)
-        t0 = time.monotonic()
-        req.vars["upstream_log"] = f"{self.pp.scheme}://{peer.name}{self.target}"
-        conn: UpstreamConnection | None = None
-        sent = False
-        try:
-            self.phase = CONNECTING
-            conn, reused = await self._connection(peer)
-            self.conn = conn
-            attempt.connect_time = time.monotonic() - t0
-            while True:
-                try:
-                    sent = True
-                    parser, pieces, sender = await self._exchange(conn)
-                    break
-                except _Fail as f:
-                    # A reused keep-alive connection the server had already closed is not a try
-                    # (nginx); it is retried on a fresh connection when sending twice is safe.
-                    if reused and f.condition == "error" and not conn.received_any and self.replayable:
-                        req.log_error("info", f"{f.message} (keep-alive connection closed, retrying)")
-                        conn.abort()
-                        conn = None
-                        conn = self.conn = await self._connect(peer)
-                        reused = False
-                        continue
-                    raise
-        except _Fail as f:
-            if conn is not None:
-                conn.abort()
-            self.conn = None
-            self.phase = ""
-            attempt.status = final_status(f.condition)
-            attempt.response_time = time.monotonic() - t0
-            return self._after_failure(peer, f, sent)
-        except BaseException:
-            # the client's body failed (HttpError), or the task was cancelled: release and re-raise
-            if conn is not None:
-                conn.abort()
-            attempt.response_time = time.monotonic() - t0
-            sel.free(peer, PeerState.OK)
-            self._set_vars()
-            raise
-        attempt.header_time = time.monotonic() - t0
-        head = parser.head
-        assert head is not None
-        attempt.status = head.status
-        return await self._respond(peer, conn, parser, pieces, sender, attempt, t0)
-
-    def _after_failure(self, peer: Peer, f: _Fail, sent: bool) -> bool:
-        req = self.req
-        sel = self.sel
-        assert sel is not None
-        req.log_error("error", f.message)
-        if sel.free(peer, PeerState.FAILED):
-            req.log_error("warn", f"upstream server temporarily disabled {f.phase}".rstrip())
-        if req.client_closed:
-            self._set_vars()
-            req.abort()
-            return True
-        if may_retry(
-            self.plan.policy,
-            f.condition,
-            method=req.method,
-            request_sent=sent,
-            body_streamed=self.streamed,
-            tries_left=sel.tries,
-            elapsed=time.monotonic() - self.started,
-        ):
-            return False
-        self._fail_response(final_status(f.condition))
-        return True
-
-    def _fail_response(self, status: int) -> None:
-        self._set_vars()
-        self.req.send_error(status)
-
-    def _set_vars(self) -> None:
-        self.req.vars.update(self.attempts.variables())
-
-    # ------------------------------------------------------------------ connections
-
-    async def _connection(self, peer: Peer) -> tuple[UpstreamConnection, bool]:
-        pool = self.rt.pool
-        if pool is not None:
-            conn = pool.acquire(peer.name, known_alive_only=not self.replayable)
-            if conn is not None:
-                if not self.replayable:
-                    # let the loop deliver an EOF or reset that is already on its way
-                    await asyncio.sleep(0)
-                    if conn.closed or conn.eof:
-                        conn.abort()
-                        return await self._connect(peer), False
-                return conn, True
-        return await self._connect(peer), False
-
-    async def _connect(self, peer: Peer) -> UpstreamConnection:
-        srv = peer.server
-        high = (
-            max(64 * 1024, self.s.proxy_buffers[0] * self.s.proxy_buffers[1])
-            if self.s.proxy_buffering
-            else 64 * 1024
-        )
-        try:
-            conn = await open_connection(
-                asyncio.get_running_loop(),
-                peer.name,
-                srv.address,
-                srv.unix,
-                self.s.proxy_connect_timeout,
-                high,
+    def _framing(self) -> ph.Framing:
+        req, s = self.req, self.s
+        if s.proxy_set_body is not None:
+            return ph.Framing("length", len(self.body or b""))
+        if self.streamed:
+            return ph.request_framing(
+                has_body=True, content_length=req.content_length, buffered_length=None, streamed=True
             )
-        except TimeoutError:
-            raise _timed_out(CONNECTING) from None
-        except OSError as exc:
-            raise _Fail("error", _os_message("connect", exc, CONNECTING)) from None
-        if self.rt.pool is not None:
-            self.rt.pool.opened += 1
-        return conn
+        if not req.has_body and req.content_length is None:
+            return ph.NO_BODY  # the usual case of request_framing, without the call
+        return ph.request_framing(
+            has_body=req.has_body and s.proxy_pass_request_body,
+            content_length=req.content_length if s.proxy_pass_request_body else None,
+            buffered_length=len(self.body) if self.body is not None else None,
+            streamed=False,
+        )
 
-    # ------------------------------------------------------------------ request out, head in
+    # ------------------------------------------------------------------ a try: peer and connection
 
-    async def _exchange(
-        self, conn: UpstreamConnection
-    ) -> tuple[ResponseParser, list[bytes], asyncio.Task[None] | None]:
-        """Send the request and read the response head. Returns the parser (head parsed), body bytes
-        that came with the head, and the body sender still running (streamed bodies) or None."""
+    def _next_try(self) -> None:
+        """Pick the next peer and start a try on it: a pooled connection, else a new one."""
         req = self.req
-        s = self.s
+        sel = self.sel
+        assert sel is not None
+        peer = sel.get()
+        if peer is None:
+            req.log_error("error", f"no live upstreams {CONNECTING}")
+            a = self.attempts.add(self.up.name)
+            a.status = 502
+            self._fail_response(502)
+            return
+        self.peer = peer
+        self.attempt = self.attempts.add(peer.name)
+        self.t0 = time.monotonic()
+        self.sent = False
+        req.vars["upstream_log"] = f"{self.pp.scheme}://{peer.name}{self.target}"
+        pool = self.rt.pool
+        conn = pool.acquire(peer.name, known_alive_only=not self.replayable) if pool is not None else None
+        if conn is None:
+            self._connect()
+        elif self.replayable:
+            self._send(conn, reused=True)
+        else:
+            # a request that must not go out twice: let the loop deliver an EOF or a reset that is
+            # already on its way before trusting the pooled connection
+            self.conn = conn
+            self.phase = CONNECTING
+            self.loop.call_soon(self._send_if_alive, conn)
+
+    def _send_if_alive(self, conn: UpstreamConnection) -> None:
+        if self.conn is not conn or self.finished:
+            return  # the client went away meanwhile
+        try:
+            if conn.closed or conn.eof:
+                conn.abort()
+                self.conn = None
+                self._connect()
+            else:
+                self._send(conn, reused=True)
+        except Exception as exc:
+            self._crash(exc)
+
+    def _connect(self) -> None:
+        assert self.peer is not None
+        srv = self.peer.server
+        self.phase = CONNECTING
+        task = asyncio.ensure_future(
+            open_connection(self.loop, self.peer.name, srv.address, srv.unix, 0, self.plan.read_high_water)
+        )
+        self.connecting = task
+        task.add_done_callback(self._connected)
+        self._arm(self.s.proxy_connect_timeout)
+
+    def _connected(self, task: asyncio.Task[UpstreamConnection]) -> None:
+        if task.cancelled():
+            return  # only ever cancelled after being given up (timeout, client gone)
+        exc = task.exception()
+        if task is not self.connecting:
+            if exc is None:
+                task.result().abort()  # given up, but it made it anyway: not needed any more
+            return
+        self.connecting = None
+        try:
+            if exc is None:
+                if self.rt.pool is not None:
+                    self.rt.pool.opened += 1
+                self._send(task.result(), reused=False)
+            elif isinstance(exc, OSError):
+                self._fail(_Fail("error", _os_message("connect", exc, CONNECTING)))
+            else:
+                raise exc
+        except Exception as exc:
+            self._crash(exc)
+
+    # ------------------------------------------------------------------ a try: request out
+
+    def _send(self, conn: UpstreamConnection, reused: bool) -> None:
+        """Write the request on `conn` and listen to it from now on."""
+        attempt = self.attempt
+        assert attempt is not None
+        if attempt.connect_time is None:
+            attempt.connect_time = time.monotonic() - self.t0
+        self.conn = conn
+        self.reused = reused
+        self.sent = True
         conn.requests += 1
-        sender: asyncio.Task[None] | None = None
+        self.parser = ResponseParser(self.s.proxy_buffer_size, head_request=self.req.method == "HEAD")
+        conn.sink = self
         self.phase = SENDING
         try:
             if self.body:
@@ -479,25 +527,20 @@ class _Proxy:
             else:
                 conn.write(self.head)
         except OSError as exc:
-            raise _Fail("error", _os_message("writev", exc, SENDING)) from None
+            self._fail(_Fail("error", _os_message("writev", exc, SENDING)))
+            return
         if self.streamed:
+            # the read timeout starts once the body is out; until then the sender's send timeout
+            # bounds the wait (_sender_done)
             sender = asyncio.ensure_future(self._send_body(conn))
+            self.sender = sender
+            sender.add_done_callback(self._sender_done)
+            self._disarm()
         elif conn.write_paused:
-            try:
-                await conn.drain(s.proxy_send_timeout)
-            except TimeoutError:
-                raise _timed_out(SENDING) from None
-            except OSError as exc:
-                raise _Fail("error", _os_message("writev", exc, SENDING)) from None
-        parser = ResponseParser(s.proxy_buffer_size, head_request=req.method == "HEAD")
-        self.phase = READING_HEAD
-        try:
-            pieces = await self._read_head(conn, parser, sender)
-        except BaseException:
-            if sender is not None and not sender.done():
-                sender.cancel()
-            raise
-        return parser, pieces, sender
+            self._arm(self.s.proxy_send_timeout)  # until the transport drains: upstream_writable
+        else:
+            self.phase = READING_HEAD
+            self._arm(self.s.proxy_read_timeout)
 
     async def _send_body(self, conn: UpstreamConnection) -> None:
         """Stream the client's body upstream (proxy_request_buffering off), re-chunked if needed."""
@@ -517,137 +560,140 @@ class _Proxy:
         if conn.write_paused:
             await conn.drain(timeout)
 
-    async def _read_head(
-        self, conn: UpstreamConnection, parser: ResponseParser, sender: asyncio.Task[None] | None
-    ) -> list[bytes]:
-        timeout = self.s.proxy_read_timeout
-        while True:
-            try:
-                if sender is not None and not sender.done():
-                    # the read timeout starts once the request is sent; until then the sender's
-                    # send timeout bounds the wait
-                    waiter = asyncio.ensure_future(conn.wait_readable())
-                    await asyncio.wait({waiter, sender}, return_when=asyncio.FIRST_COMPLETED)
-                    if not waiter.done():
-                        waiter.cancel()
-                    if sender.done() and not conn.buffered and not conn.eof:
-                        self._check_sender(sender)
-                    data = conn.read_nowait()
-                    if data is None:
-                        continue
-                else:
-                    data = await conn.read(timeout)
-            except TimeoutError:
-                raise _timed_out(READING_HEAD) from None
-            except OSError as exc:
-                raise _Fail("error", _os_message("recv", exc, READING_HEAD)) from None
-            if not data:
-                raise _Fail("error", f"upstream prematurely closed connection {READING_HEAD}")
+    def _sender_done(self, task: asyncio.Task[None]) -> None:
+        exc = task.exception() if not task.cancelled() else None
+        if task is not self.sender or self.streaming or self.finished or task.cancelled():
+            return  # the response already decided (see _finish_upstream), or this try is over
+        parser = self.parser
+        if parser is not None and parser.head is not None:
+            return
+        try:
+            if exc is None:
+                self.phase = READING_HEAD
+                self._arm(self.s.proxy_read_timeout)
+            elif isinstance(exc, HttpError):
+                self._client_body_failed(exc)  # 413, 408, 499: the core's answer
+            elif isinstance(exc, TimeoutError):
+                self._fail(_timed_out(SENDING))
+            elif isinstance(exc, OSError):
+                self._fail(_Fail("error", _os_message("writev", exc, SENDING)))
+            else:
+                raise exc
+        except Exception as err:
+            self._crash(err)
+
+    def upstream_writable(self) -> None:
+        """The upstream took the request (its transport drained): now the response is awaited."""
+        if self.phase == SENDING and self.sender is None:
+            self.phase = READING_HEAD
+            self._arm(self.s.proxy_read_timeout)
+
+    # ------------------------------------------------------------------ a try: response in
+
+    def upstream_data(self, data: bytes) -> None:
+        try:
+            if self.streaming:
+                self._body_data(data)
+                return
+            if self.armed and self.phase == READING_HEAD:
+                self.deadline = time.monotonic() + self.s.proxy_read_timeout  # between two reads
+            parser = self.parser
+            assert parser is not None
             try:
                 pieces = parser.feed(data)
             except UpstreamInvalidHeader as exc:
-                raise _Fail("invalid_header", f"{exc.message} {READING_HEAD}") from None
+                self._fail(_Fail("invalid_header", f"{exc.message} {READING_HEAD}"))
+                return
             except UpstreamError as exc:
-                raise _Fail("error", f"{exc.message}") from None
+                self._fail(_Fail("error", exc.message))
+                return
             if parser.head is not None:
-                return pieces
+                self._on_head(pieces)
+        except Exception as exc:
+            self._crash(exc)
 
-    def _check_sender(self, sender: asyncio.Task[None]) -> None:
-        exc = sender.exception()
-        if exc is None:
-            return
-        if isinstance(exc, HttpError):
-            raise exc  # the client's body failed (413, 408, 499): the core answers
-        if isinstance(exc, TimeoutError):
-            raise _timed_out(SENDING)
-        if isinstance(exc, OSError):
-            raise _Fail("error", _os_message("writev", exc, SENDING))
-        raise exc
-
-    # ------------------------------------------------------------------ the response
-
-    async def _respond(
-        self,
-        peer: Peer,
-        conn: UpstreamConnection,
-        parser: ResponseParser,
-        pieces: list[bytes],
-        sender: asyncio.Task[None] | None,
-        attempt: Attempt,
-        t0: float,
-    ) -> bool:
-        req, s, sel = self.req, self.s, self.sel
-        assert sel is not None
-        head = parser.head
-        assert head is not None
-        status = head.status
-        policy = self.plan.policy
-        if status >= 300:
-            cond = policy.wants_status(status)
-            if cond is not None and may_retry(
-                policy,
-                cond,
-                method=req.method,
-                request_sent=True,
-                body_streamed=self.streamed,
-                tries_left=sel.tries - 1,
-                elapsed=time.monotonic() - self.started,
-            ):
-                self._drop(conn, sender)
-                attempt.response_time = time.monotonic() - t0
-                sel.free(peer, PeerState.NEXT if status in (403, 404) else PeerState.FAILED)
-                return False
-            if s.proxy_intercept_errors and any(code == status for code, _, _ in s.error_page):
-                self._finish_upstream(peer, conn, parser, sender, attempt, t0)
-                self._set_vars()
-                req.send_error(status)
-                return True
-        accel = head.get("x-accel-redirect")
-        if (
-            accel is not None
-            and accel.startswith(("/", "@"))
-            and "x-accel-redirect" not in s.proxy_pass_header
-        ):
-            # nginx's X-Accel-Redirect: the upstream names what pyginx should serve instead
-            self._finish_upstream(peer, conn, parser, sender, attempt, t0)
-            self._set_vars()
-            if accel.startswith("@"):
-                req.conn.ctx.dispatch_named(req, accel[1:])
+    def upstream_eof(self) -> None:
+        try:
+            if self.streaming:
+                self._body_eof()
             else:
-                path, _, args = accel.partition("?")
-                if req.method != "HEAD":
-                    req.method = "GET"
-                req.internal_redirect(path, args)
-            return True
+                self._fail(_Fail("error", f"upstream prematurely closed connection {READING_HEAD}"))
+        except Exception as exc:
+            self._crash(exc)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        try:
+            if self.streaming:
+                if isinstance(exc, OSError):
+                    self._truncated(_os_message("recv", exc, READING_BODY))
+                else:
+                    self._body_eof()
+            elif self.phase == SENDING and self.sender is None:
+                broken = exc if isinstance(exc, OSError) else BrokenPipeError(32, "Broken pipe")
+                self._fail(_Fail("error", _os_message("writev", broken, SENDING)))
+            elif isinstance(exc, OSError):
+                self._fail(_Fail("error", _os_message("recv", exc, READING_HEAD)))
+            else:
+                self._fail(_Fail("error", f"upstream prematurely closed connection {READING_HEAD}"))
+        except Exception as err:
+            self._crash(err)
+
+    def expired(self) -> None:
+        """A deadline passed (pyginx.upstream.deadlines); it is no longer registered."""
+        self.armed = False
+        try:
+            phase = self.phase
+            if phase == READING_BODY:
+                self._truncated(f"upstream timed out (110: Connection timed out) {READING_BODY}")
+            elif phase:
+                task, self.connecting = self.connecting, None
+                if task is not None:
+                    task.cancel()
+                self._fail(_timed_out(phase))
+        except Exception as exc:
+            self._crash(exc)
+
+    def _on_head(self, pieces: list[bytes]) -> None:
+        """The response head is parsed: retry, hand over (error_page, X-Accel-Redirect, tunnel), or
+        answer the client, whole when the body is already here, else streamed."""
+        req, s, parser, attempt = self.req, self.s, self.parser, self.attempt
+        assert parser is not None and parser.head is not None and attempt is not None
+        head = parser.head
+        self._disarm()
+        attempt.header_time = time.monotonic() - self.t0
+        attempt.status = status = head.status
+        if status >= 300 and self._handled_status(status):
+            return
+        if "x-accel-redirect" in head.names and self._accel_redirect(head.get("x-accel-redirect") or ""):
+            return
         if status == 101:
             if not self.upgrade:
-                self._drop(conn, sender)
+                self._drop()
                 attempt.status = 502
-                return self._after_failure(
-                    peer, _Fail("invalid_header", f"upstream sent unexpected 101 {READING_HEAD}"), True
-                )
-            await self._tunnel(peer, conn, parser, attempt, t0)
-            return True
+                self._after_failure(_Fail("invalid_header", f"upstream sent unexpected 101 {READING_HEAD}"))
+            else:
+                self._start_tunnel()
+            return
         if req.client_closed and not s.proxy_ignore_client_abort:
-            self._drop(conn, sender)
-            sel.free(peer, PeerState.OK)
-            self._set_vars()
-            req.abort()
-            return True
-        headers = ph.response_headers(
+            self._client_gone()
+            return
+        plan = self.plan
+        headers = ph.filter_response(
             head.headers,
-            hide=self.plan.hide,
-            rules=self.plan.redirects,
-            render=self._render,
+            head.names,
+            plan.drop,
+            rules=plan.redirects,
+            render=self._render if plan.redirects else None,
             absolute=req.absolute_location,
         )
         if parser.complete and req.method != "HEAD":
             # the whole response is here: one write to the client, the connection back to the pool
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            self._finish_upstream(peer, conn, parser, sender, attempt, t0)
+            self._finish_upstream()
             self._set_vars()
+            self._done()
             req.respond(status, headers, body)
-            return True
+            return
         length = head.content_length if parser.framing in ("length", "none") else None
         if status in (204, 304) or status < 200:
             length = None
@@ -655,230 +701,345 @@ class _Proxy:
         req.start(status, headers, length)
         for piece in pieces:
             req.write(piece)
-        await self._stream_body(peer, conn, parser, sender, attempt, t0)
+        self.streaming = True
+        self.phase = READING_BODY
+        self._pump()
+
+    def _handled_status(self, status: int) -> bool:
+        """proxy_next_upstream for this status (True: the next try started), or proxy_intercept_errors
+        with an error_page for it (True: answered)."""
+        req, s, sel, attempt = self.req, self.s, self.sel, self.attempt
+        assert sel is not None and attempt is not None
+        policy = self.plan.policy
+        cond = policy.wants_status(status)
+        if cond is not None and may_retry(
+            policy,
+            cond,
+            method=req.method,
+            request_sent=True,
+            body_streamed=self.streamed,
+            tries_left=sel.tries - 1,
+            elapsed=time.monotonic() - self.started,
+        ):
+            self._drop()
+            attempt.response_time = time.monotonic() - self.t0
+            self._free(PeerState.NEXT if status in (403, 404) else PeerState.FAILED)
+            self._next_try()
+            return True
+        if s.proxy_intercept_errors and any(code == status for code, _, _ in s.error_page):
+            self._finish_upstream()
+            self._set_vars()
+            self._done()
+            req.send_error(status)
+            return True
+        return False
+
+    def _accel_redirect(self, accel: str) -> bool:
+        """nginx's X-Accel-Redirect: the upstream names what pyginx should serve instead."""
+        req = self.req
+        if not accel.startswith(("/", "@")) or "x-accel-redirect" in self.s.proxy_pass_header:
+            return False
+        self._finish_upstream()
+        self._set_vars()
+        self._done()
+        if accel.startswith("@"):
+            req.conn.ctx.dispatch_named(req, accel[1:])
+        else:
+            path, _, args = accel.partition("?")
+            if req.method != "HEAD":
+                req.method = "GET"
+            req.internal_redirect(path, args)
         return True
 
     def _render(self, template: str) -> str:
         return compile_template(template)(self.req)
 
-    async def _stream_body(
-        self,
-        peer: Peer,
-        conn: UpstreamConnection,
-        parser: ResponseParser,
-        sender: asyncio.Task[None] | None,
-        attempt: Attempt,
-        t0: float,
-    ) -> None:
-        req = self.req
-        sel = self.sel
-        assert sel is not None
-        timeout = self.s.proxy_read_timeout
-        error: str | None = None
-        self.phase = READING_BODY
-        try:
-            while not parser.complete:
-                if parser.error is not None:
-                    error = f"upstream sent invalid chunked response {READING_BODY}"
-                    break
-                # backpressure: no more upstream reading until the client took what it was given
-                # (a client gone with proxy_ignore_client_abort on: the rest is read and dropped)
-                if not (req.client_closed and self.s.proxy_ignore_client_abort):
-                    await req.drain()
-                try:
-                    data = await conn.read(timeout)
-                except TimeoutError:
-                    error = f"upstream timed out (110: Connection timed out) {READING_BODY}"
-                    break
-                except OSError as exc:
-                    error = _os_message("recv", exc, READING_BODY)
-                    break
-                if not data:
-                    try:
-                        parser.feed_eof()
-                    except UpstreamError:
-                        error = f"upstream prematurely closed connection {READING_BODY}"
-                    break
-                try:
-                    pieces = parser.feed(data)
-                except UpstreamError:
-                    error = f"upstream sent invalid chunked response {READING_BODY}"
-                    break
-                for piece in pieces:
-                    req.write(piece)
-        except (ConnectionError, HttpError, asyncio.CancelledError) as exc:
-            # the client went away: nothing more to send; the upstream connection cannot be reused
-            self._drop(conn, sender)
-            attempt.response_time = time.monotonic() - t0
-            attempt.bytes_received = parser.received
-            sel.free(peer, PeerState.OK)
-            self._set_vars()
-            req.abort()
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        if error is not None:
-            # headers already went out: the client must see a truncated response, never a complete one
-            req.log_error("error", error)
-            self._drop(conn, sender)
-            attempt.response_time = time.monotonic() - t0
-            attempt.bytes_received = parser.received
-            sel.free(peer, PeerState.OK)
-            self._set_vars()
-            req.abort()
-            return
-        self._finish_upstream(peer, conn, parser, sender, attempt, t0)
-        self._set_vars()
-        req.end()
+    # ------------------------------------------------------------------ the response body
 
-    def _finish_upstream(
-        self,
-        peer: Peer,
-        conn: UpstreamConnection,
-        parser: ResponseParser,
-        sender: asyncio.Task[None] | None,
-        attempt: Attempt,
-        t0: float,
-    ) -> None:
+    def _body_data(self, data: bytes) -> None:
+        parser = self.parser
+        assert parser is not None
+        try:
+            pieces = parser.feed(data)
+        except UpstreamError:
+            self._truncated(f"upstream sent invalid chunked response {READING_BODY}")
+            return
+        write = self.req.write
+        for piece in pieces:
+            write(piece)
+        self._pump()
+
+    def _body_eof(self) -> None:
+        parser = self.parser
+        assert parser is not None
+        try:
+            parser.feed_eof()
+        except UpstreamError:
+            self._truncated(f"upstream prematurely closed connection {READING_BODY}")
+            return
+        self._finish_stream()
+
+    def _pump(self) -> None:
+        """After body bytes went to the client: done, broken, wait for the client, or read on."""
+        parser, req, conn = self.parser, self.req, self.conn
+        assert parser is not None and conn is not None
+        if parser.complete:
+            self._finish_stream()
+        elif parser.error is not None:
+            self._truncated(f"upstream sent invalid chunked response {READING_BODY}")
+        elif req.conn.write_paused and not (req.client_closed and self.s.proxy_ignore_client_abort):
+            # backpressure: no more upstream reading until the client took what it was given
+            # (a client gone with proxy_ignore_client_abort on: the rest is read and dropped)
+            self._disarm()
+            conn.pause_reading()
+            drainer = asyncio.ensure_future(req.drain())
+            self.drainer = drainer
+            drainer.add_done_callback(self._client_drained)
+        else:
+            self._arm(self.s.proxy_read_timeout)
+
+    def _client_drained(self, task: asyncio.Task[None]) -> None:
+        exc = task.exception() if not task.cancelled() else ConnectionResetError()
+        if task is not self.drainer or self.finished:
+            return
+        self.drainer = None
+        try:
+            conn = self.conn
+            assert conn is not None
+            if exc is not None and not (self.req.client_closed and self.s.proxy_ignore_client_abort):
+                self._client_gone()  # nothing more to send; the upstream connection cannot be reused
+                return
+            conn.resume_reading()
+            self._pump()
+        except Exception as err:
+            self._crash(err)
+
+    def _finish_stream(self) -> None:
+        self._finish_upstream()
+        self._set_vars()
+        self._done()
+        self.req.end()
+
+    # ------------------------------------------------------------------ ends of a try
+
+    def _finish_upstream(self) -> None:
         """The response is read (or no longer wanted): pool or close the connection, free the peer."""
-        attempt.response_time = time.monotonic() - t0
+        attempt, parser, conn = self.attempt, self.parser, self.conn
+        assert attempt is not None and parser is not None and conn is not None
+        attempt.response_time = time.monotonic() - self.t0
         attempt.bytes_received = parser.received
-        request_done = sender is None or (
-            sender.done() and not sender.cancelled() and sender.exception() is None
+        sender = self.sender
+        request_done = not conn.write_paused and (
+            sender is None or (sender.done() and not sender.cancelled() and sender.exception() is None)
         )
         pool = self.rt.pool
-        self.phase = ""
-        self.conn = None
         if pool is not None and parser.complete and parser.keepalive and request_done:
+            self._detach()
             pool.release(conn)
         else:
-            self._drop(conn, sender)
-        assert self.sel is not None
-        self.sel.free(peer, PeerState.OK)
+            self._drop()
+        self._free(PeerState.OK)
 
-    def _drop(self, conn: UpstreamConnection, sender: asyncio.Task[None] | None) -> None:
+    def _detach(self) -> None:
+        """This request stops listening to its connection (which stays open)."""
+        conn = self.conn
+        if conn is not None:
+            conn.sink = None
+            self.conn = None
+        self._disarm()
         self.phase = ""
-        self.conn = None
-        if sender is not None:
-            if not sender.done():
-                sender.cancel()
-            elif not sender.cancelled():
-                sender.exception()  # retrieved: the response already decided what happens
-        conn.close()
+        self.streaming = False
+        for task in (self.sender, self.drainer):
+            if task is not None and not task.done():
+                task.cancel()
+        self.sender = self.drainer = None
+
+    def _drop(self) -> None:
+        """Close the connection: it cannot carry another request."""
+        conn = self.conn
+        self._detach()
+        if conn is not None:
+            conn.close()
+
+    def _abort_conn(self) -> None:
+        conn = self.conn
+        self._detach()
+        task, self.connecting = self.connecting, None
+        if task is not None:
+            task.cancel()
+        if conn is not None:
+            conn.abort()
+
+    def _free(self, state: PeerState) -> bool:
+        """Give the peer back to the balancer (once per try); True when it is now disabled."""
+        peer, sel = self.peer, self.sel
+        if peer is None or sel is None:
+            return False
+        self.peer = None
+        return sel.free(peer, state)
+
+    def _fail(self, f: _Fail) -> None:
+        """This try failed: retry a stale keep-alive connection, else count it and maybe move on."""
+        conn, attempt = self.conn, self.attempt
+        assert attempt is not None
+        if (
+            self.reused
+            and conn is not None
+            and f.condition == "error"
+            and not conn.received_any
+            and self.replayable
+        ):
+            # A reused keep-alive connection the server had already closed is not a try (nginx); it is
+            # retried on a fresh connection when sending twice is safe.
+            self.req.log_error("info", f"{f.message} (keep-alive connection closed, retrying)")
+            self._abort_conn()
+            self.reused = False
+            self._connect()
+            return
+        self._abort_conn()
+        attempt.status = final_status(f.condition)
+        attempt.response_time = time.monotonic() - self.t0
+        self._after_failure(f)
+
+    def _after_failure(self, f: _Fail) -> None:
+        req, sel = self.req, self.sel
+        assert sel is not None
+        req.log_error("error", f.message)
+        if self._free(PeerState.FAILED):
+            req.log_error("warn", f"upstream server temporarily disabled {f.phase}".rstrip())
+        if req.client_closed:
+            self._set_vars()
+            self._done()
+            req.abort()
+            return
+        if may_retry(
+            self.plan.policy,
+            f.condition,
+            method=req.method,
+            request_sent=self.sent,
+            body_streamed=self.streamed,
+            tries_left=sel.tries,
+            elapsed=time.monotonic() - self.started,
+        ):
+            self._next_try()
+            return
+        self._fail_response(final_status(f.condition))
+
+    def _truncated(self, message: str) -> None:
+        """The body broke after the head went out: the client must see a truncated response, never a
+        complete one."""
+        self.req.log_error("error", message)
+        self._client_gone()
+
+    def _client_gone(self) -> None:
+        """Stop here: close the upstream connection, give the peer back, abort the client's response."""
+        attempt, parser = self.attempt, self.parser
+        self._drop()
+        if attempt is not None:
+            attempt.response_time = time.monotonic() - self.t0
+            if parser is not None:
+                attempt.bytes_received = parser.received
+        self._free(PeerState.OK)
+        self._set_vars()
+        self._done()
+        self.req.abort()
+
+    def _client_body_failed(self, exc: HttpError) -> None:
+        """Streaming the client's body upstream failed on the client's side (413, 408, 499)."""
+        self._abort_conn()
+        if self.attempt is not None:
+            self.attempt.response_time = time.monotonic() - self.t0
+        self._free(PeerState.OK)
+        self._set_vars()
+        self._done()
+        Dispatcher.fail(self.req, exc.status, None)
+
+    def _fail_response(self, status: int) -> None:
+        self._set_vars()
+        self._done()
+        self.req.send_error(status)
+
+    def _set_vars(self) -> None:
+        self.req.vars.update(self.attempts.variables())
+
+    # ------------------------------------------------------------------ the request's end
+
+    def _client_closed(self) -> None:
+        """The core's hook: the client went away. nginx (without proxy_ignore_client_abort) closes the
+        upstream connection at once and logs 499 (the core's status for an unanswered request)."""
+        if not self.phase or self.finished:
+            return  # no upstream activity: the body reader or the tunnel notices
+        self.req.log_error(
+            "info",
+            "epoll_wait() reported that client prematurely closed connection, "
+            f"so upstream connection is closed too {self.phase}",
+        )
+        self._abort_conn()
+        self._client_gone()
+
+    def _done(self) -> None:
+        """The proxy is finished with the request; called before the call that answers it, since that
+        call may start another handler for it (error_page, X-Accel-Redirect)."""
+        self.finished = True
+        self._unhook()
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _unhook(self) -> None:
+        # bound methods compare equal when they are this object's _client_closed
+        if self.req.on_client_closed == self._client_closed:
+            self.req.on_client_closed = None
+
+    def _crash(self, exc: Exception) -> None:
+        """A bug in this module: contained to this request as the dispatcher contains handler errors
+        (500, or a truncated response, and an alert with the traceback)."""
+        self._abort_conn()
+        self._free(PeerState.OK)
+        self._done()
+        Dispatcher.fail(self.req, 500, exc)  # logs the traceback even when the response is over
+
+    # ------------------------------------------------------------------ deadlines
+
+    def _arm(self, timeout: float) -> None:
+        if timeout <= 0:
+            self._disarm()
+            return
+        self.deadline = time.monotonic() + timeout
+        if not self.armed:
+            self.armed = True
+            self.timers.add(self)
+
+    def _disarm(self) -> None:
+        if self.armed:
+            self.armed = False
+            self.timers.discard(self)
 
     # ------------------------------------------------------------------ upgraded connections
 
-    async def _tunnel(
-        self, peer: Peer, conn: UpstreamConnection, parser: ResponseParser, attempt: Attempt, t0: float
-    ) -> None:
-        """A 101 to an Upgrade request: bytes flow both ways until either side closes or nothing
-        moves for proxy_read_timeout (nginx's idle limit for upgraded connections)."""
-        req = self.req
-        sel = self.sel
-        assert sel is not None and parser.head is not None
-        from pyginx.http.headers import date_line
-        from pyginx.http.status import server_header
-
-        headers = ph.response_headers(parser.head.headers, hide=self.plan.hide, upgrade=True)
-        lines = "".join(f"{n}: {v}\r\n" for n, v in headers)
-        reason = parser.head.reason or "Switching Protocols"
-        head = (
-            f"HTTP/1.1 101 {reason}\r\n".encode("latin-1", "replace")
-            + server_header(self.s.server_tokens)
-            + date_line()
-            + lines.encode("latin-1", "replace")
-            + b"\r\n"
-        )
+    def _start_tunnel(self) -> None:
+        conn, parser = self.conn, self.parser
+        assert conn is not None and parser is not None and parser.head is not None
+        head = switching_head(parser.head, self.plan.hide, self.s)
         self._set_vars()
-        # the tunnel watches the client itself (tunnel_lost): no client-abort hook while it runs
-        self.phase = ""
-        req.on_client_closed = None
-        transport, leftover = req.take_over()
-        req.status = 101
-        req.head_sent = True
-        client = req.conn
-        transport.write(head)
-        req.bytes_sent += len(head)
-        if parser.extra:
-            transport.write(parser.extra)
-            req.bytes_sent += len(parser.extra)
-        timeout = self.s.proxy_read_timeout
-        last = [time.monotonic()]
-        done = asyncio.get_running_loop().create_future()
-        resume_task: list[asyncio.Task[None] | None] = [None]
+        # the tunnel reads with conn.read() and watches the client itself: no sink, no client hook
+        self._detach()
+        self._unhook()
+        task = asyncio.ensure_future(run_tunnel(self.req, conn, head, parser.extra))
+        task.add_done_callback(self._tunnel_done)
 
-        async def resume_client() -> None:
-            try:
-                await conn.drain(self.s.proxy_send_timeout)
-                transport.resume_reading()
-            except (OSError, TimeoutError):
-                if not done.done():
-                    done.set_result(None)
-            finally:
-                resume_task[0] = None
-
-        def from_client(data: bytes) -> None:
-            last[0] = time.monotonic()
-            try:
-                conn.write(data)
-            except OSError:
-                if not done.done():
-                    done.set_result(None)
-                return
-            if conn.write_paused and resume_task[0] is None:
-                transport.pause_reading()
-                resume_task[0] = asyncio.ensure_future(resume_client())
-
-        def client_lost(_exc: Exception | None) -> None:
-            if not done.done():
-                done.set_result(None)
-
-        client.tunnel = from_client
-        client.tunnel_lost = client_lost
-        # a client's half-close goes on to the upstream at once (a WebSocket peer may still answer)
-        client.tunnel_eof = conn.write_eof
-        if leftover:
-            from_client(leftover)
-
-        async def from_upstream() -> None:
-            while True:
-                wait = timeout - (time.monotonic() - last[0])
-                try:
-                    data = await conn.read(max(wait, 0.001))
-                except TimeoutError:
-                    if time.monotonic() - last[0] < timeout:
-                        continue  # the client side was active meanwhile
-                    req.log_error("info", f"upstream timed out (110: Connection timed out) {TUNNELING}")
-                    return
-                except OSError:
-                    return
-                if not data:
-                    return
-                last[0] = time.monotonic()
-                transport.write(data)
-                req.bytes_sent += len(data)
-                req.body_bytes_sent += len(data)
-                try:
-                    await req.drain()
-                except ConnectionError:
-                    return
-
-        pump = asyncio.ensure_future(from_upstream())
-        try:
-            await asyncio.wait({pump, done}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (pump, resume_task[0]):
-                if task is not None and not task.done():
-                    task.cancel()
-            client.tunnel = None
-            client.tunnel_lost = None
-            client.tunnel_eof = None
-            conn.close()
-            attempt.response_time = time.monotonic() - t0
-            sel.free(peer, PeerState.OK)
-            self._set_vars()
-            req.keep_alive = False
-            if req.client_closed:
-                req.abort()
-            else:
-                req.end()
+    def _tunnel_done(self, task: asyncio.Task[None]) -> None:
+        req, attempt = self.req, self.attempt
+        exc = task.exception() if not task.cancelled() else None
+        if attempt is not None:
+            attempt.response_time = time.monotonic() - self.t0
+        self._free(PeerState.OK)
+        self._set_vars()
+        self._done()
+        req.keep_alive = False
+        if exc is not None:
+            Dispatcher.fail(req, 500, exc)
+        elif req.client_closed:
+            req.abort()
+        else:
+            req.end()

@@ -247,6 +247,85 @@ def build_request_head(
     return _enc("".join(lines))
 
 
+class HeadTemplate:
+    """`build_request_head` compiled for one location: the proxy_set_header lines whose values are
+    constant are rendered and cleaned once; per request only the request line, Host, the variable
+    values and the client's headers are formatted. Produces exactly what build_request_head does."""
+
+    __slots__ = ("suffix", "entries", "set_names", "skip")
+
+    def __init__(self, http_version: str, set_headers: SetHeaders, constant: tuple[bool, ...]) -> None:
+        """`constant[i]` says whether set_headers.others[i] has no variables (its value is the text)."""
+        self.suffix = f" HTTP/{http_version}\r\n"
+        entries: list[tuple[str, bool]] = []  # (line, True) for constant ones, (name, False) to render
+        for hv, fixed in zip(set_headers.others, constant, strict=True):
+            if not fixed:
+                entries.append((hv.name, False))
+            elif hv.value:
+                entries.append((f"{hv.name}: {_clean(hv.value)}\r\n", True))
+        self.entries = tuple(entries)
+        self.set_names = set_headers.names
+        self.skip = REQUEST_DROP | set_headers.names
+
+    def render(
+        self,
+        *,
+        method: str,
+        target: str,
+        host: str,
+        values: Iterable[str],
+        client_headers: Iterable[tuple[str, str]] | None,
+        connection: str | None,
+        upgrade: str | None,
+        framing: Framing,
+    ) -> bytes:
+        """`values`: the rendered variable proxy_set_header values, in configuration order."""
+        lines = [method, " ", target, self.suffix]
+        if host:
+            lines.append(f"Host: {_clean(host)}\r\n")
+        if self.entries:
+            rendered = iter(values)
+            for text, fixed in self.entries:
+                if fixed:
+                    lines.append(text)
+                    continue
+                value = next(rendered)
+                if value:
+                    lines.append(f"{text}: {_clean(value)}\r\n")
+        set_names = self.set_names
+        if connection and "connection" not in set_names:
+            lines.append(f"Connection: {connection}\r\n")
+        if upgrade and "upgrade" not in set_names:
+            lines.append(f"Upgrade: {_clean(upgrade)}\r\n")
+        if framing.kind == "length":
+            lines.append(f"Content-Length: {framing.length}\r\n")
+        elif framing.kind == "chunked":
+            lines.append("Transfer-Encoding: chunked\r\n")
+        if client_headers is not None:
+            self._client_lines(client_headers, lines)
+        lines.append("\r\n")
+        return _enc("".join(lines))
+
+    def _client_lines(self, client_headers: Iterable[tuple[str, str]], lines: list[str]) -> None:
+        # One pass: the names a Connection header lists are only known at its line, so the kept
+        # lines are filtered by them afterwards (rare: usually Connection names itself only).
+        skip = self.skip
+        kept: list[tuple[str, str]] = []
+        listed: set[str] | None = None
+        for name, value in client_headers:
+            lname = name.lower()
+            if lname in skip:
+                if lname == "connection":
+                    tokens = connection_tokens([value])
+                    listed = tokens if listed is None else listed | tokens
+                continue
+            kept.append((lname, f"{name}: {value}\r\n"))
+        if listed:
+            lines.extend(line for lname, line in kept if lname not in listed)
+        else:
+            lines.extend(line for _, line in kept)
+
+
 # --------------------------------------------------------------------------------------------------------
 # response side
 
@@ -380,31 +459,81 @@ def response_headers(
     that opens a tunnel. Location and Refresh go through proxy_redirect; a rewritten Location that is
     relative is made absolute with `absolute` (nginx's absolute_redirect, done by its header filter).
     """
-    items = list(headers)
-    listed: set[str] = set()
-    for name, value in items:
-        if name.lower() == "connection":
-            listed |= connection_tokens([value])
-    if upgrade:
-        listed.discard("upgrade")
-    out: list[tuple[str, str]] = []
-    for name, value in items:
-        lname = name.lower()
-        if lname in RESPONSE_DROP or lname in hide or lname in listed:
-            continue
-        if lname == "upgrade" and not upgrade:
-            continue
-        if rules and lname == "location":
-            new = rewrite_redirect(value, rules, 0, render)
-            if new is not None:
-                value = absolute(new) if absolute is not None else new
-        elif rules and lname == "refresh":
-            at = value.lower().find("url=")
-            if at >= 0:
-                new = rewrite_redirect(value, rules, at + 4, render)
-                if new is not None:
-                    value = new
-        out.append((name, value))
+    items = headers if isinstance(headers, list) else list(headers)
+    names = [n.lower() for n, _ in items]
+    drop = response_drop(hide, upgrade)
+    out = filter_response(items, names, drop, rules=rules, render=render, absolute=absolute, upgrade=upgrade)
     if upgrade:
         out.append(("Connection", "upgrade"))
     return out
+
+
+def response_drop(hide: frozenset[str], upgrade: bool) -> frozenset[str]:
+    """Names never passed to the client: hop-by-hop, framing, the hide set, and Upgrade unless a
+    tunnel opens. Computed once per location by the proxy."""
+    drop = RESPONSE_DROP | hide
+    return drop if upgrade else drop | {"upgrade"}
+
+
+def filter_response(
+    items: list[tuple[str, str]],
+    names: list[str],
+    drop: frozenset[str],
+    *,
+    rules: tuple[RedirectRule, ...] = (),
+    render: Callable[[str], str] | None = None,
+    absolute: Callable[[str], str] | None = None,
+    upgrade: bool = False,
+) -> list[tuple[str, str]]:
+    """The core of response_headers: `names` are the lower-cased names of `items`, `drop` comes
+    from response_drop()."""
+    if "connection" in names:
+        listed = _listed(items, names, drop, upgrade)
+        if listed:
+            drop = drop | listed
+    if rules and ("location" in names or "refresh" in names):
+        return [
+            (item[0], _redirected(lname, item[1], rules, render, absolute))
+            if lname == "location" or lname == "refresh"
+            else item
+            for lname, item in zip(names, items, strict=True)
+            if lname not in drop
+        ]
+    # the usual case: one comprehension, no per-header branches
+    return [item for lname, item in zip(names, items, strict=True) if lname not in drop]
+
+
+# What upstreams usually put in Connection: nothing to remove beyond the hop-by-hop headers.
+_PLAIN_CONNECTION = frozenset({"keep-alive", "close"})
+
+
+def _listed(items: list[tuple[str, str]], names: list[str], drop: frozenset[str], upgrade: bool) -> set[str]:
+    """Header names the upstream's Connection header lists, that are not dropped anyway."""
+    values = [v for n, (_, v) in zip(names, items, strict=True) if n == "connection"]
+    if len(values) == 1 and values[0].lower() in _PLAIN_CONNECTION:
+        return set()
+    listed = connection_tokens(values) - drop
+    if upgrade:
+        listed.discard("upgrade")
+    return listed
+
+
+def _redirected(
+    lname: str,
+    value: str,
+    rules: tuple[RedirectRule, ...],
+    render: Callable[[str], str] | None,
+    absolute: Callable[[str], str] | None,
+) -> str:
+    """proxy_redirect applied to a Location or Refresh value."""
+    if lname == "location":
+        new = rewrite_redirect(value, rules, 0, render)
+        if new is not None:
+            return absolute(new) if absolute is not None else new
+        return value
+    at = value.lower().find("url=")
+    if at >= 0:
+        new = rewrite_redirect(value, rules, at + 4, render)
+        if new is not None:
+            return new
+    return value

@@ -96,7 +96,7 @@ def replayable(policy: NextUpstream, method: str, body_streamed: bool) -> bool:
     return method not in NON_IDEMPOTENT_METHODS or "non_idempotent" in policy.flags
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     """One try: which server, what came back, and when (seconds since the try began; None = never)."""
 

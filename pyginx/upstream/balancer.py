@@ -244,7 +244,7 @@ class Selection:
         self.group = peers.primary
         self.tried = 0  # bitmask over self.group.peers
         self.tries = tries
-        self.key = _key_bytes(key)
+        self.key = _key_bytes(key) if key else b""
         self.client_bytes = _ip_hash_bytes(client_addr) if peers.method == "ip_hash" else b""
         self.hash_tries = 0
         self.hash_value = 0

@@ -1,10 +1,13 @@
 """Connections to upstream servers and the per-worker keep-alive pool (nginx's keepalive module).
 
-`UpstreamConnection` is a thin asyncio Protocol: reads are buffered up to a high-water mark and then
-paused (so a slow client, which stops the proxy from reading, pushes back on the upstream through TCP
-instead of filling memory); writes wait for the transport to drain. While a connection sits idle in
-the pool the same protocol watches it: any byte or EOF from the server then means the server gave it
-up (or is out of step), and the connection is dropped at once, as nginx's keepalive close handler does.
+`UpstreamConnection` is a thin asyncio Protocol with two ways of reading. With a `sink` (the proxy's
+exchange in progress) every event goes straight to it: no buffer, no future, no wake-up, which is what
+keeps a proxied request cheap. Without one, reads are buffered up to a high-water mark and then paused
+(so a slow client, which stops the proxy from reading, pushes back on the upstream through TCP instead
+of filling memory), for the coroutines that read with `read()` (tunnels, health checks). While a
+connection sits idle in the pool the same protocol watches it: any byte or EOF from the server then
+means the server gave it up (or is out of step), and the connection is dropped at once, as nginx's
+keepalive close handler does.
 
 `Pool` keeps at most `keepalive` idle connections per upstream block, newest first (nginx's cache is
 a LIFO queue shared by the block's servers); `keepalive_timeout` closes an idle connection,
@@ -17,13 +20,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 READ_HIGH_WATER = 64 * 1024  # bytes buffered from an upstream before its reading is paused
 # A non-idempotent request (which must never be sent twice) takes a pooled connection only if it was
 # in use this recently: far below the idle timeouts servers use (gunicorn 2 s, node 5 s, apache 5 s,
 # nginx 75 s), so the server cannot have started closing it. Older ones are left to retryable requests.
 KNOWN_ALIVE_IDLE = 1.0
+
+
+class Sink(Protocol):
+    """Who gets a connection's events while a request is in flight on it (the proxy's exchange)."""
+
+    def upstream_data(self, data: bytes) -> None: ...
+
+    def upstream_eof(self) -> None: ...
+
+    def upstream_lost(self, exc: Exception | None) -> None: ...
+
+    def upstream_writable(self) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -49,6 +64,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.created = time.monotonic()
         self.idle_since = 0.0
         self.pool: Pool | None = None  # set while idle in a pool
+        self.sink: Sink | None = None  # set while an exchange reads by callbacks (see the module doc)
         self.received_any = (
             False  # a byte arrived for the request in flight (a stale reuse cannot be retried then)
         )
@@ -59,6 +75,11 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        sink = self.sink
+        if sink is not None:
+            self.received_any = True
+            sink.upstream_data(data)
+            return
         if self.pool is not None:
             # idle: the server has nothing to say unless it is closing or out of step
             self.pool.discard(self)
@@ -74,6 +95,10 @@ class UpstreamConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         self.eof = True
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_eof()
+            return True  # the exchange closes the connection when it is done with it
         if self.pool is not None:
             self.pool.discard(self)
             self.close()
@@ -86,6 +111,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.eof = True
         if isinstance(exc, OSError) and self.error is None:
             self.error = exc
+        sink = self.sink
+        if sink is not None:
+            self.sink = None
+            sink.upstream_lost(exc)
         if self.pool is not None:
             self.pool.discard(self)
         self._wake_reader()
@@ -101,6 +130,9 @@ class UpstreamConnection(asyncio.Protocol):
         w = self._drain_waiter
         if w is not None and not w.done():
             w.set_result(None)
+        sink = self.sink
+        if sink is not None:
+            sink.upstream_writable()
 
     def _wake_reader(self) -> None:
         w = self._read_waiter
@@ -216,6 +248,17 @@ class UpstreamConnection(asyncio.Protocol):
 
     def reset_for_request(self) -> None:
         self.received_any = False
+
+    def pause_reading(self) -> None:
+        """Stop reading (the client cannot take more yet); TCP pushes back on the server."""
+        if not self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused and self.transport is not None and not self.closed:
+            self.read_paused = False
+            self.transport.resume_reading()
 
 
 def _expire(fut: asyncio.Future[None]) -> None:

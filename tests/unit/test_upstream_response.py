@@ -10,17 +10,23 @@ from pyginx.errors import UpstreamError, UpstreamInvalidHeader
 from pyginx.upstream.response import ResponseParser
 
 
+class _Parser(ResponseParser):
+    """A parser that can carry the body the helper below collected (ResponseParser has slots)."""
+
+    body: bytes
+
+
 def parse(
     data: bytes, *, head: bool = False, limit: int = 4096, step: int = 0, eof: bool = True
 ) -> ResponseParser:
-    p = ResponseParser(limit, head)
+    p = _Parser(limit, head)
     body = []
     step = step or max(1, len(data))
     for i in range(0, len(data), step):
         body += p.feed(data[i : i + step])
     if eof:
         p.feed_eof()
-    p.body = b"".join(body)  # type: ignore[attr-defined]
+    p.body = b"".join(body)
     return p
 
 
@@ -177,3 +183,34 @@ def test_bytes_after_the_response_make_the_connection_unusable() -> None:
 def test_bare_lf_in_head_is_accepted_as_nginx_does() -> None:
     p = parse(b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
     assert body_of(p) == b"ok"
+
+
+_TOKEN = st.text(
+    alphabet="!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1
+)
+_VALUE = st.binary(max_size=20).map(lambda b: bytes(c for c in b if c == 9 or 32 <= c <= 126 or c >= 128))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([b"0", b"1"]),
+    st.integers(min_value=200, max_value=599),
+    st.one_of(st.none(), _VALUE),
+    st.lists(st.tuples(_TOKEN, _VALUE), max_size=8),
+    st.one_of(st.none(), st.integers(min_value=0, max_value=10**6)),
+)
+def test_plain_heads_read_as_httptools_reads_them(
+    minor: bytes, status: int, reason: bytes | None, headers: list[tuple[str, bytes]], length: int | None
+) -> None:
+    """The regular-expression path for plain heads gives exactly what the general path gives."""
+    from pyginx.upstream.response import _parse_head, _plain_head
+
+    line = b"HTTP/1.%s %d" % (minor, status) + (b" " + reason if reason is not None else b"") + b"\r\n"
+    fields = [(n.encode(), v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]
+    if length is not None:
+        fields.append((b"Content-Length", b"%d" % length))
+    block = line + b"".join(n + b":" + v + b"\r\n" for n, v in fields) + b"\r\n"
+    plain = _plain_head(block)
+    general = _parse_head(block)[0]
+    assert plain is not None
+    assert plain == general

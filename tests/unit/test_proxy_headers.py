@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyginx.config.model import HeaderValue, HttpSettings, Location, ProxyPass, ProxyRedirect
 from pyginx.handlers.proxy_headers import (
     NO_BODY,
     Framing,
+    HeadTemplate,
     add_x_forwarded_for,
     build_request_head,
     escape_uri,
@@ -307,3 +310,55 @@ def test_location_and_refresh_rewritten_and_made_absolute() -> None:
         ("Refresh", "5; url=/one/y"),
         ("Location2", "z"),
     ]
+
+
+_NAMES = st.sampled_from(
+    ["Host", "X-A", "x-b", "Connection", "Keep-Alive", "Upgrade", "TE", "Content-Length", "Cookie", "X-Hop"]
+)
+_VALUES = st.sampled_from(["", "v", "close, X-Hop", "keep-alive", "a\r\nInjected: 1", "$var", "upgrade"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(_NAMES, _VALUES, st.booleans()), max_size=5),
+    st.lists(st.tuples(_NAMES, _VALUES), max_size=8),
+    st.sampled_from([None, "close", "keep-alive", "upgrade"]),
+    st.sampled_from([None, "websocket"]),
+    st.sampled_from([NO_BODY, Framing("length", 12), Framing("chunked")]),
+    st.booleans(),
+)
+def test_head_template_renders_what_build_request_head_builds(
+    set_specs: list[tuple[str, str, bool]],
+    client: list[tuple[str, str]],
+    connection: str | None,
+    upgrade: str | None,
+    framing: Framing,
+    pass_headers: bool,
+) -> None:
+    """The compiled template and the reference function agree, whatever is set, constant or not."""
+    sh = plan_set_headers(tuple(HeaderValue(n, v) for n, v, _ in set_specs))
+    fixed = {(n, v): f for n, v, f in set_specs}
+    constant = tuple(fixed[(hv.name, hv.value)] for hv in sh.others)
+    rendered = {"v": "v", "$var": "rendered"}  # what a variable value becomes for this request
+    values = [rendered.get(hv.value, hv.value) for hv, c in zip(sh.others, constant, strict=True) if not c]
+    effective = [
+        (hv.name, hv.value if c else rendered.get(hv.value, hv.value))
+        for hv, c in zip(sh.others, constant, strict=True)
+    ]
+    common = dict(
+        method="GET",
+        target="/t",
+        host="up:8080",
+        client_headers=client if pass_headers else None,
+        connection=connection,
+        upgrade=upgrade,
+        framing=framing,
+    )
+    reference = build_request_head(
+        http_version="1.1",
+        set_values=effective,
+        set_names=sh.names,
+        **common,  # type: ignore[arg-type]
+    )
+    template = HeadTemplate("1.1", sh, constant)
+    assert template.render(values=values, **common) == reference  # type: ignore[arg-type]

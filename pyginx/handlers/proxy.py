@@ -395,14 +395,14 @@ class _Proxy:
         if not host:
             host = self.proxy_host  # nginx: an empty Host from proxy_set_header means $proxy_host
         self.head = plan.head.render(
-            method=req.method,
-            target=self.target,
-            host=host,
-            values=[get(req) for get in plan.set_getters],
-            client_headers=req.header_list if s.proxy_pass_request_headers else None,
-            connection=self._connection_header(),
-            upgrade=req.headers.get("upgrade") if self.upgrade else None,
-            framing=self._framing(),
+            req.method,
+            self.target,
+            host,
+            [get(req) for get in plan.set_getters] if plan.set_getters else (),
+            req.header_list if s.proxy_pass_request_headers else None,
+            self._connection_header(),
+            req.headers.get("upgrade") if self.upgrade else None,
+            self._framing(),
         )
 
     def _connection_header(self) -> str | None:
@@ -595,8 +595,6 @@ class _Proxy:
             if self.streaming:
                 self._body_data(data)
                 return
-            if self.armed and self.phase == READING_HEAD:
-                self.deadline = time.monotonic() + self.s.proxy_read_timeout  # between two reads
             parser = self.parser
             assert parser is not None
             try:
@@ -609,6 +607,8 @@ class _Proxy:
                 return
             if parser.head is not None:
                 self._on_head(pieces)
+            elif self.armed and self.phase == READING_HEAD:
+                self.deadline = time.monotonic() + self.s.proxy_read_timeout  # between two reads
         except Exception as exc:
             self._crash(exc)
 
@@ -677,15 +677,18 @@ class _Proxy:
         if req.client_closed and not s.proxy_ignore_client_abort:
             self._client_gone()
             return
-        plan = self.plan
-        headers = ph.filter_response(
-            head.headers,
-            head.names,
-            plan.drop,
-            rules=plan.redirects,
-            render=self._render if plan.redirects else None,
-            absolute=req.absolute_location,
-        )
+        plan, names = self.plan, head.names
+        if plan.redirects and ("location" in names or "refresh" in names):
+            headers = ph.filter_response(
+                head.headers,
+                names,
+                plan.drop,
+                rules=plan.redirects,
+                render=self._render,
+                absolute=req.absolute_location,
+            )
+        else:
+            headers = ph.filter_response(head.headers, names, plan.drop)
         if parser.complete and req.method != "HEAD":
             # the whole response is here: one write to the client, the connection back to the pool
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
@@ -831,7 +834,7 @@ class _Proxy:
         sender = self.sender
         request_done = not conn.write_paused and (
             sender is None or (sender.done() and not sender.cancelled() and sender.exception() is None)
-        )
+        )  # a request still going out leaves the connection out of step: not pooled
         pool = self.rt.pool
         if pool is not None and parser.complete and parser.keepalive and request_done:
             self._detach()
@@ -849,10 +852,14 @@ class _Proxy:
         self._disarm()
         self.phase = ""
         self.streaming = False
-        for task in (self.sender, self.drainer):
-            if task is not None and not task.done():
-                task.cancel()
-        self.sender = self.drainer = None
+        if self.sender is not None:
+            if not self.sender.done():
+                self.sender.cancel()
+            self.sender = None
+        if self.drainer is not None:
+            if not self.drainer.done():
+                self.drainer.cancel()
+            self.drainer = None
 
     def _drop(self) -> None:
         """Close the connection: it cannot carry another request."""

@@ -143,6 +143,8 @@ class Peers:
         self.backup = PeerGroup(back, single=False) if back else None
         self.all: list[Peer] = prim + back
         self.method = upstream.balancer
+        # the configured servers not marked down: fixed for the life of the configuration
+        self._tries = self.primary.tries + (self.backup.tries if self.backup is not None else 0)
         self._points: list[tuple[int, str]] | None = None
         self._point_hashes: list[int] = []
         if self.method == "hash" and upstream.hash_consistent:
@@ -152,14 +154,14 @@ class Peers:
 
     def tries(self) -> int:
         """nginx's ngx_http_upstream_tries(): usable configured servers, primaries and backups."""
-        return self.primary.tries + (self.backup.tries if self.backup is not None else 0)
+        return self._tries
 
     def selection(self, key: str = "", client_addr: str = "", next_tries: int = 0) -> Selection:
         """Per-request state. `key` is the evaluated `hash` key; `client_addr` feeds ip_hash.
 
         `next_tries` is proxy_next_upstream_tries (0 = no limit beyond the number of servers).
         """
-        tries = self.tries()
+        tries = self._tries
         if next_tries and tries > next_tries:
             tries = next_tries
         return Selection(self, key, client_addr, tries)

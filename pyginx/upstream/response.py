@@ -85,10 +85,13 @@ def _plain_head(block: bytes) -> ResponseHead | None:
             return None
         length = int(value)
     close = minor_b == b"0"
-    if "connection" in names:
-        close = close or any(
-            "close" in v.lower() for n, (_, v) in zip(names, headers, strict=True) if n == "connection"
-        )
+    if not close and "connection" in names:
+        if names.count("connection") == 1:
+            close = "close" in headers[names.index("connection")][1].lower()
+        else:
+            close = any(
+                "close" in v.lower() for n, (_, v) in zip(names, headers, strict=True) if n == "connection"
+            )
     return ResponseHead(
         status=int(status_b),
         reason=reason_b.decode("latin-1") if reason_b else "",

@@ -6,8 +6,11 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from scenarios import BUSY, SERVERS, Outcome, Params, Run, median
+import pyspy
+import wrkrun
+from scenarios import BUSY, SCENARIOS, SERVERS, IdleResult, Outcome, Params, Run, median
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ METRICS: dict[str, tuple[str, str, Key]] = {  # metric -> (measure shown, unit, 
 
 
 Key = Callable[[Run], float]
+CLIENT_BOUND = 0.9  # wrk's CPU share above which a run measured the client more than the server
 
 
 def per_server(runs: list[Run], server: str, key: Key, variant: str = "") -> list[float]:
@@ -156,6 +160,18 @@ def summarize_accesslog(outcome: Outcome) -> Summary:
     )
 
 
+def client_bound(outcome: Outcome) -> list[str]:
+    """wrk has one core: when it is nearly all used, the client and not the server set the pace."""
+    bound = [r for r in outcome.runs if r.wrk.client_cpu >= CLIENT_BOUND]
+    if not bound:
+        return []
+    servers = ", ".join(sorted({r.server for r in bound}))
+    return [
+        f"wrk used {CLIENT_BOUND:.0%} or more of its core in {len(bound)} of {len(outcome.runs)} runs ({servers}):"
+        " the client was (nearly) the limit, which flatters the slower server; see the per-CPU-second column"
+    ]
+
+
 def times(ratio: float) -> str:
     return "n/a" if math.isnan(ratio) else f"{ratio:.2f}x"
 
@@ -272,7 +288,7 @@ def markdown(
     outcomes: list[Outcome], machine: dict[str, str], params: Params, pinning: str, quick: bool
 ) -> str:
     summaries = [summarize(o) for o in outcomes]
-    problems = [f"- {o.scenario.name}: {p}" for o in outcomes for p in o.problems]
+    problems = [f"- {o.scenario.name}: {p}" for o in outcomes for p in [*o.problems, *client_bound(o)]]
     parts = header(machine, params, pinning, quick)
     parts += ["", "## Against the targets of issue 6", "", *summary_table(summaries), ""]
     parts += [
@@ -303,9 +319,10 @@ def markdown(
 
 
 def as_json(
-    outcomes: list[Outcome], machine: dict[str, str], params: Params, pinning: str
+    outcomes: list[Outcome], machine: dict[str, str], params: Params, pinning: str, quick: bool
 ) -> dict[str, object]:
     return {
+        "quick": quick,
         "machine": machine,
         "params": dataclasses.asdict(params),
         "pinning": pinning,
@@ -326,3 +343,19 @@ def as_json(
             o.scenario.name: [dataclasses.asdict(h) for h in o.hotspots] for o in outcomes if o.hotspots
         },
     }
+
+
+def from_json(data: dict[str, Any]) -> tuple[list[Outcome], dict[str, str], Params, str, bool]:
+    """The inverse of as_json, for `run.py --render`: a report redrawn without measuring again."""
+    by_name = {s.name: s for s in SCENARIOS}
+    outcomes = {name: Outcome(by_name[name], problems=list(p)) for name, p in data["problems"].items()}
+    for r in data["runs"]:
+        wrk = wrkrun.WrkResult(**r["wrk"])
+        run = Run(r["server"], r["round"], r["variant"], wrk, r["server_cpu"], r["other_cpu"])
+        outcomes[r["scenario"]].runs.append(run)
+    for r in data["idle"]:
+        outcomes["idle"].idle.append(IdleResult(**{k: v for k, v in r.items() if k != "kib_per_conn"}))
+    for name, spots in data.get("hotspots", {}).items():
+        outcomes[name].hotspots = [pyspy.Hotspot(**h) for h in spots]
+    params = Params(**data["params"])
+    return list(outcomes.values()), data["machine"], params, data["pinning"], bool(data.get("quick"))

@@ -52,6 +52,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="after each scenario's rounds, profile pyginx's worker with py-spy",
     )
+    parser.add_argument(
+        "--render", type=Path, metavar="JSON", help="only redraw the .md and .png of an earlier run's .json"
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return parser.parse_args(argv)
 
@@ -127,14 +130,26 @@ def write_results(
     outcomes: list[scenarios.Outcome], bench: scenarios.Bench, info: dict[str, str], stem: str, quick: bool
 ) -> str:
     pinning = pinning_text(bench.server_cpus, bench.client_cpus)
-    text = report.markdown(outcomes, info, bench.params, pinning, quick)
-    (RESULTS / f"{stem}.md").write_text(text)
-    data = report.as_json(outcomes, info, bench.params, pinning)
+    data = report.as_json(outcomes, info, bench.params, pinning, quick)
     (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
+    return render(outcomes, info, bench.params, pinning, quick, RESULTS / stem)
+
+
+def render(
+    outcomes: list[scenarios.Outcome],
+    info: dict[str, str],
+    params: scenarios.Params,
+    pinning: str,
+    quick: bool,
+    stem: Path,
+) -> str:
+    """STEM.md and STEM.png from the outcomes; the markdown text."""
+    text = report.markdown(outcomes, info, params, pinning, quick)
+    stem.with_suffix(".md").write_text(text)
     if tools.ensure_module("matplotlib", lambda: importlib.util.find_spec("matplotlib") is not None):
         summaries = [report.summarize(o) for o in outcomes]
         chart.draw(
-            summaries, f"pyginx vs nginx, {info['date']} ({info['cpu model']})", RESULTS / f"{stem}.png"
+            summaries, f"pyginx vs nginx, {info['date']} ({info['cpu model']})", stem.with_suffix(".png")
         )
     else:
         print("bench: matplotlib unavailable, no chart written", file=sys.stderr)
@@ -150,8 +165,17 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def rerender(path: Path) -> int:
+    """--render: the report and chart again from a JSON file of an earlier run (no measuring)."""
+    outcomes, info, params, pinning, quick = report.from_json(json.loads(path.read_text()))
+    print(render(outcomes, info, params, pinning, quick, path.with_suffix("")))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.render:
+        return rerender(args.render)
     stop_on_sigterm()
     programs = tools.ensure_programs()
     if args.profile:

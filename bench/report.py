@@ -274,7 +274,8 @@ def header(machine: dict[str, str], params: Params, pinning: str, quick: bool) -
     lines = [
         "# pyginx vs nginx",
         "",
-        f"{machine['date']}, {kind}: {params.rounds} rounds of {params.duration:g} s per server and scenario,"
+        f"{machine['date']}, {kind}: {params.rounds} round{'s' if params.rounds != 1 else ''} of {params.duration:g} s"
+        " per server and scenario,"
         f" alternating the order each round, after {params.warmup:g} s of warm-up; {pinning}.",
         "",
         "| machine | |",

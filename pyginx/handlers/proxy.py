@@ -356,9 +356,9 @@ class _Proxy:
         v = req.vars
         v["proxy_host"] = self.proxy_host
         v["proxy_port"] = self.plan.proxy_port if pp is self.plan.pp else ph.proxy_port(pp)
-        v["proxy_add_x_forwarded_for"] = ph.add_x_forwarded_for(
-            req.headers.get("x-forwarded-for"), req.conn.client_addr
-        )
+        forwarded = req.headers.get("x-forwarded-for")  # ph.add_x_forwarded_for, without the call
+        addr = req.conn.client_addr
+        v["proxy_add_x_forwarded_for"] = f"{forwarded}, {addr}" if forwarded else addr
 
     def _go(self) -> None:
         """Build the request head, set up the balancer's per-request state, and make the first try."""
@@ -366,11 +366,11 @@ class _Proxy:
             req = self.req
             self._build_head()
             self.replayable = replayable(self.plan.policy, req.method, self.streamed)
-            hash_key = _hash_key(self.up)
+            hash_key = _hash_key(self.up) if self.up.balancer == "hash" else None
             self.sel = self.rt.peers.selection(
-                key=hash_key(req) if hash_key is not None else "",
-                client_addr=req.conn.client_addr,
-                next_tries=self.s.proxy_next_upstream_tries,
+                hash_key(req) if hash_key is not None else "",
+                req.conn.client_addr,
+                self.s.proxy_next_upstream_tries,
             )
             self._next_try()
         except Exception as exc:
@@ -383,14 +383,7 @@ class _Proxy:
         elif pp.uri is None and not req.internal:
             self.target = req.request_uri  # the usual case of ph.upstream_uri, without the call
         else:
-            self.target = ph.upstream_uri(
-                pp,
-                req.location,
-                uri=req.uri,
-                args=req.args,
-                request_uri=req.request_uri,
-                internal=req.internal,
-            )
+            self.target = ph.upstream_uri(pp, req.location, req.uri, req.args, req.request_uri, req.internal)
         host = plan.host_getter(req) if plan.host_getter is not None else ""
         if not host:
             host = self.proxy_host  # nginx: an empty Host from proxy_set_header means $proxy_host
@@ -449,7 +442,7 @@ class _Proxy:
         self.sent = False
         req.vars["upstream_log"] = f"{self.pp.scheme}://{peer.name}{self.target}"
         pool = self.rt.pool
-        conn = pool.acquire(peer.name, known_alive_only=not self.replayable) if pool is not None else None
+        conn = pool.acquire(peer.name, not self.replayable) if pool is not None else None
         if conn is None:
             self._connect()
         elif self.replayable:

@@ -75,7 +75,6 @@ def escape_uri(path: str) -> str:
 def upstream_uri(
     pp: ProxyPass,
     location: Location | None,
-    *,
     uri: str,
     args: str,
     request_uri: str,

@@ -92,16 +92,9 @@ def _plain_head(block: bytes) -> ResponseHead | None:
             close = any(
                 "close" in v.lower() for n, (_, v) in zip(names, headers, strict=True) if n == "connection"
             )
-    return ResponseHead(
-        status=int(status_b),
-        reason=reason_b.decode("latin-1") if reason_b else "",
-        http_minor=int(minor_b),
-        headers=headers,
-        content_length=length,
-        chunked=False,
-        connection_close=close,
-        names=names,
-    )
+    # positional: this runs once per proxied request, and keywords cost more than the call's work
+    reason = reason_b.decode("latin-1") if reason_b else ""
+    return ResponseHead(int(status_b), reason, int(minor_b), headers, length, False, close, names)
 
 
 class _HeadCallbacks:
@@ -357,6 +350,16 @@ class ResponseParser:
         if 4 <= end <= self.limit:
             plain = _plain_head(buf[:end])
             if plain is not None:
+                length = plain.content_length
+                if length == len(buf) - end and not self.head_request and plain.status not in (204, 304):
+                    # the commonest case of all: the whole response in one read
+                    self._buf = b""
+                    self.head = plain
+                    self.head_bytes = end
+                    self.framing = "length"
+                    self.received = length
+                    self.complete = True
+                    return [buf[end:]] if length else []
                 return self._head_done(plain, None, None, buf, end)
         while True:
             m = _HEAD_END.search(buf)

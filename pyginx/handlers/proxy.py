@@ -23,16 +23,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pyginx.config.model import HttpSettings, Location, ProxyPass, Upstream, UpstreamServer
+from pyginx.config.model import ProxyPass, Upstream
 from pyginx.errors import HttpError, UpstreamError, UpstreamInvalidHeader
 from pyginx.handlers import proxy_headers as ph
+from pyginx.handlers.proxy_plan import Plan, hash_key, plan_for, resolve_upstream
 from pyginx.handlers.proxy_tunnel import run_tunnel, switching_head
 from pyginx.http.dispatch import Dispatcher
-from pyginx.http.variables import Getter, compile_template, has_variables
-from pyginx.upstream.attempts import Attempt, Attempts, NextUpstream, final_status, may_retry, replayable
+from pyginx.http.variables import compile_template
+from pyginx.upstream.attempts import Attempt, Attempts, final_status, may_retry, replayable
 from pyginx.upstream.balancer import Peer, PeerState, Selection
 from pyginx.upstream.deadlines import Deadlines, deadlines
 from pyginx.upstream.pool import UpstreamConnection, open_connection
@@ -75,135 +75,6 @@ def _timed_out(phase: str) -> _Fail:
 
 
 # --------------------------------------------------------------------------------------------------------
-# per-location plan: everything that does not change from request to request
-
-
-@dataclass
-class _Plan:
-    pp: ProxyPass
-    settings: HttpSettings
-    location: Location | None
-    upstream: Upstream | None  # the block, when proxy_pass names it without variables
-    set_headers: ph.SetHeaders
-    host_getter: Getter | None
-    head: ph.HeadTemplate  # the request head with its constant lines encoded
-    set_getters: list[Getter]  # the variable proxy_set_header values, in order
-    hide: frozenset[str]
-    drop: frozenset[str]  # response header names never passed (ph.response_drop)
-    redirects: tuple[ph.RedirectRule, ...]
-    policy: NextUpstream
-    pp_host: Getter | None  # proxy_pass with variables: its host part (or whole URL) and URI
-    pp_uri: Getter | None
-    read_high_water: int  # bytes an upstream connection buffers before its reading pauses
-    proxy_host: str  # $proxy_host and $proxy_port of a proxy_pass without variables
-    proxy_port: str
-
-
-_plans: dict[tuple[int, int], tuple[HttpSettings, Location | None, _Plan]] = {}
-_hash_keys: dict[int, tuple[Upstream, Getter]] = {}
-_dynamic: dict[str, Upstream] = {}  # proxy_pass with variables naming host:port: implicit blocks
-
-
-def _plan_for(req: Request) -> _Plan:
-    settings = req.settings
-    location = req.location
-    key = (id(settings), id(location))
-    hit = _plans.get(key)
-    if hit is not None and hit[0] is settings and hit[1] is location:
-        return hit[2]
-    plan = _make_plan(req, settings, location)
-    _plans[key] = (settings, location, plan)
-    return plan
-
-
-def _make_plan(req: Request, settings: HttpSettings, location: Location | None) -> _Plan:
-    pp = settings.proxy_pass
-    assert pp is not None
-    sh = ph.plan_set_headers(settings.proxy_set_header)
-    constant = tuple(not has_variables(hv.value) for hv in sh.others)
-    hide = ph.hidden_headers(settings.proxy_hide_header, settings.proxy_pass_header)
-    http = req.conn.ctx.config.http
-    upstream = None
-    if not pp.has_variables and http is not None and pp.upstream is not None:
-        upstream = http.upstreams[pp.upstream]
-    return _Plan(
-        pp=pp,
-        settings=settings,
-        location=location,
-        upstream=upstream,
-        set_headers=sh,
-        host_getter=compile_template(sh.host.value) if sh.host is not None else None,
-        head=ph.HeadTemplate(settings.proxy_http_version, sh, constant),
-        set_getters=[compile_template(hv.value) for hv, c in zip(sh.others, constant, strict=True) if not c],
-        hide=hide,
-        drop=ph.response_drop(hide, upgrade=False),
-        redirects=ph.redirect_rules(pp, location, settings.proxy_redirect),
-        policy=NextUpstream.from_settings(settings),
-        pp_host=compile_template(pp.host) if pp.has_variables else None,
-        pp_uri=compile_template(pp.uri) if pp.has_variables and pp.uri is not None else None,
-        read_high_water=(
-            max(64 * 1024, settings.proxy_buffers[0] * settings.proxy_buffers[1])
-            if settings.proxy_buffering
-            else 64 * 1024
-        ),
-        proxy_host=pp.proxy_host,
-        proxy_port=ph.proxy_port(pp),
-    )
-
-
-def _hash_key(up: Upstream) -> Getter | None:
-    if up.balancer != "hash" or not up.hash_key:
-        return None
-    hit = _hash_keys.get(id(up))
-    if hit is None or hit[0] is not up:
-        hit = (up, compile_template(up.hash_key))
-        _hash_keys[id(up)] = hit
-    return hit[1]
-
-
-async def _resolve_upstream(req: Request, plan: _Plan) -> tuple[Upstream, ProxyPass]:
-    """proxy_pass with variables, evaluated for this request: an upstream block by name, else
-    host:port (resolved, and kept as an implicit block)."""
-    assert plan.pp_host is not None
-    http = req.conn.ctx.config.http
-    text = plan.pp_host(req)
-    uri = plan.pp_uri(req) if plan.pp_uri is not None else None
-    if text.startswith("http://"):
-        rest = text[7:]
-        slash = rest.find("/")
-        text, uri = (rest, uri) if slash < 0 else (rest[:slash], rest[slash:])
-    if http is not None:
-        block = http.upstreams.get(text)
-        if block is not None and not block.implicit:
-            return block, ProxyPass("http", text, None, uri, upstream=text, has_variables=True)
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit():
-        host, port_text = text, "80"
-    host = host.strip("[]")
-    port = int(port_text)
-    key = f"{host}:{port}"
-    up = _dynamic.get(key)
-    if up is None:
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, port, type=1)  # SOCK_STREAM
-        except OSError as exc:
-            req.log_error("error", f"{host} could not be resolved ({exc})")
-            raise HttpError(502) from None
-        addrs: list[tuple[str, int]] = []
-        for info in infos:
-            addr = (str(info[4][0]), int(info[4][1]))
-            if addr not in addrs:
-                addrs.append(addr)
-        servers = tuple(UpstreamServer(host=host, port=port, address=a) for a in addrs)
-        up = Upstream(name=key, servers=servers, implicit=True)
-        if len(_dynamic) > 256:
-            _dynamic.clear()  # a small cache, as nginx's resolver cache is bounded too
-        _dynamic[key] = up
-    return up, ProxyPass("http", host, port, uri, upstream=key, has_variables=True)
-
-
-# --------------------------------------------------------------------------------------------------------
 # the handler
 
 
@@ -211,15 +82,15 @@ def handle(req: Request) -> Awaitable[None] | None:
     """Start proxying `req`. None when the upstream connection's callbacks carry the request from
     here (the common case); a coroutine when something must be awaited first (resolving proxy_pass
     with variables, reading the client's body)."""
-    plan = _plan_for(req)
+    plan = plan_for(req)
     up = plan.upstream
     if up is None:
         return _handle_resolved(req, plan)
     return _Proxy(req, plan, plan.pp, up, runtime_for(up)).start()
 
 
-async def _handle_resolved(req: Request, plan: _Plan) -> None:
-    up, pp = await _resolve_upstream(req, plan)
+async def _handle_resolved(req: Request, plan: Plan) -> None:
+    up, pp = await resolve_upstream(req, plan)
     proxy = _Proxy(req, plan, pp, up, runtime_for(up))
     pending = proxy.start()
     if pending is not None:
@@ -275,7 +146,7 @@ class _Proxy:
         "waiter",
     )
 
-    def __init__(self, req: Request, plan: _Plan, pp: ProxyPass, up: Upstream, rt: UpstreamRuntime) -> None:
+    def __init__(self, req: Request, plan: Plan, pp: ProxyPass, up: Upstream, rt: UpstreamRuntime) -> None:
         self.req = req
         self.plan = plan
         self.pp = pp
@@ -366,9 +237,9 @@ class _Proxy:
             req = self.req
             self._build_head()
             self.replayable = replayable(self.plan.policy, req.method, self.streamed)
-            hash_key = _hash_key(self.up) if self.up.balancer == "hash" else None
+            key_of = hash_key(self.up) if self.up.balancer == "hash" else None
             self.sel = self.rt.peers.selection(
-                hash_key(req) if hash_key is not None else "",
+                key_of(req) if key_of is not None else "",
                 req.conn.client_addr,
                 self.s.proxy_next_upstream_tries,
             )

@@ -29,7 +29,7 @@ from pyginx.config.model import ProxyPass, Upstream
 from pyginx.errors import HttpError, UpstreamError, UpstreamInvalidHeader
 from pyginx.handlers import proxy_headers as ph
 from pyginx.handlers.proxy_plan import Plan, hash_key, plan_for, resolve_upstream
-from pyginx.handlers.proxy_tunnel import run_tunnel, switching_head
+from pyginx.handlers.proxy_tunnel import Tunnel, switching_head
 from pyginx.http.dispatch import Dispatcher
 from pyginx.http.variables import compile_template
 from pyginx.upstream.attempts import Attempt, Attempts, final_status, may_retry, replayable
@@ -896,7 +896,12 @@ class _Proxy:
         # the tunnel reads with conn.read() and watches the client itself: no sink, no client hook
         self._detach()
         self._unhook()
-        task = asyncio.ensure_future(run_tunnel(self.req, conn, head, parser.extra))
+        try:
+            tunnel = Tunnel(self.req, conn, head, parser.extra)
+        except BaseException:
+            conn.abort()  # no longer this request's sink: _crash would not see it
+            raise
+        task = asyncio.ensure_future(tunnel.run())
         task.add_done_callback(self._tunnel_done)
 
     def _tunnel_done(self, task: asyncio.Task[None]) -> None:

@@ -39,56 +39,73 @@ def switching_head(head: ResponseHead, hide: frozenset[str], settings: HttpSetti
     )
 
 
-async def run_tunnel(req: Request, conn: UpstreamConnection, head: bytes, extra: bytes) -> None:
-    """Send `head` (and `extra`, bytes the upstream sent after its head) to the client, then move
-    bytes both ways until the tunnel ends. The caller finishes the request afterwards."""
-    settings = req.settings
-    transport, leftover = req.take_over()
-    req.status = 101
-    req.head_sent = True
-    client = req.conn
-    transport.write(head)
-    req.bytes_sent += len(head)
-    if extra:
-        transport.write(extra)
-        req.bytes_sent += len(extra)
-    timeout = settings.proxy_read_timeout
-    last = [time.monotonic()]
-    done = asyncio.get_running_loop().create_future()
-    resume_task: list[asyncio.Task[None] | None] = [None]
+class Tunnel:
+    """One upgraded connection. Made at once when the 101 arrives (the client's transport is taken
+    over in the same callback, so no client event can fall between the head and the tunnel); `run()`
+    then moves bytes until the tunnel ends. The caller finishes the request afterwards."""
 
-    def finish() -> None:
-        if not done.done():
-            done.set_result(None)
+    def __init__(self, req: Request, conn: UpstreamConnection, head: bytes, extra: bytes) -> None:
+        self.req = req
+        self.conn = conn
+        self.settings = req.settings
+        self.transport, leftover = req.take_over()
+        req.status = 101
+        req.head_sent = True
+        self.transport.write(head)
+        req.bytes_sent += len(head)
+        if extra:
+            self.transport.write(extra)
+            req.bytes_sent += len(extra)
+        self.last = time.monotonic()  # the last byte either way, for the idle limit
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.resume_task: asyncio.Task[None] | None = None
+        client = req.conn
+        client.tunnel = self._from_client
+        client.tunnel_lost = self._client_lost
+        client.tunnel_eof = conn.write_eof
+        if req.client_closed:
+            self._finish()  # gone before the take-over: nothing to tunnel
+        elif leftover:
+            self._from_client(leftover)
 
-    async def resume_client() -> None:
-        # the upstream took what the client sent: read from the client again
-        try:
-            await conn.drain(settings.proxy_send_timeout)
-            transport.resume_reading()
-        except (OSError, TimeoutError):
-            finish()
-        finally:
-            resume_task[0] = None
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
-    def from_client(data: bytes) -> None:
-        last[0] = time.monotonic()
+    def _client_lost(self, _exc: Exception | None) -> None:
+        self._finish()
+
+    def _from_client(self, data: bytes) -> None:
+        self.last = time.monotonic()
+        conn = self.conn
         try:
             conn.write(data)
         except OSError:
-            finish()
+            self._finish()
             return
-        if conn.write_paused and resume_task[0] is None:
-            transport.pause_reading()
-            resume_task[0] = asyncio.ensure_future(resume_client())
+        if conn.write_paused and self.resume_task is None:
+            # the upstream cannot take more yet: stop reading the client until it drains
+            self.transport.pause_reading()
+            self.resume_task = asyncio.ensure_future(self._resume_client())
 
-    async def from_upstream() -> None:
+    async def _resume_client(self) -> None:
+        try:
+            await self.conn.drain(self.settings.proxy_send_timeout)
+            self.transport.resume_reading()
+        except (OSError, TimeoutError):
+            self._finish()
+        finally:
+            self.resume_task = None
+
+    async def _from_upstream(self) -> None:
+        req, conn, transport = self.req, self.conn, self.transport
+        timeout = self.settings.proxy_read_timeout
         while True:
-            wait = timeout - (time.monotonic() - last[0])
+            wait = timeout - (time.monotonic() - self.last)
             try:
                 data = await conn.read(max(wait, 0.001))
             except TimeoutError:
-                if time.monotonic() - last[0] < timeout:
+                if time.monotonic() - self.last < timeout:
                     continue  # the client side was active meanwhile
                 req.log_error("info", f"upstream timed out (110: Connection timed out) {TUNNELING}")
                 return
@@ -96,7 +113,7 @@ async def run_tunnel(req: Request, conn: UpstreamConnection, head: bytes, extra:
                 return
             if not data:
                 return
-            last[0] = time.monotonic()
+            self.last = time.monotonic()
             transport.write(data)
             req.bytes_sent += len(data)
             req.body_bytes_sent += len(data)
@@ -105,19 +122,16 @@ async def run_tunnel(req: Request, conn: UpstreamConnection, head: bytes, extra:
             except ConnectionError:
                 return
 
-    client.tunnel = from_client
-    client.tunnel_lost = lambda _exc: finish()
-    client.tunnel_eof = conn.write_eof
-    if leftover:
-        from_client(leftover)
-    pump = asyncio.ensure_future(from_upstream())
-    try:
-        await asyncio.wait({pump, done}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (pump, resume_task[0]):
-            if task is not None and not task.done():
-                task.cancel()
-        client.tunnel = None
-        client.tunnel_lost = None
-        client.tunnel_eof = None
-        conn.close()
+    async def run(self) -> None:
+        pump = asyncio.ensure_future(self._from_upstream())
+        try:
+            await asyncio.wait({pump, self.done}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, self.resume_task):
+                if task is not None and not task.done():
+                    task.cancel()
+            client = self.req.conn
+            client.tunnel = None
+            client.tunnel_lost = None
+            client.tunnel_eof = None
+            self.conn.close()

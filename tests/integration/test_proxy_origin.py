@@ -10,6 +10,7 @@ malformed or ambiguous responses, close idle connections, echo bodies and WebSoc
     /status?code=N          that status, small body
     /slow-head?delay=S      wait S seconds before answering
     /slow-body?delay=S      head and half the body, S seconds, the rest
+    /split-head?delay=S     the head in two writes S seconds apart (cut inside a header line)
     /hold?delay=S           wait up to S seconds for the proxy to close the connection (recorded in
                             `aborted`), else answer; &partial=1 sends the head and half the body first
     /reset                  RST without answering      /close   close without answering
@@ -231,6 +232,13 @@ class Origin:
             return await self._send(w, 200, b"slow")
         if path == "/hold":
             return await self._hold(reader, w, float(q.get("delay", "5")), bool(q.get("partial")))
+        if path == "/split-head":
+            w.write(b"HTTP/1.1 200 OK\r\nX-Split: yes\r\nContent-Le")
+            await w.drain()
+            await asyncio.sleep(float(q.get("delay", "0.2")))
+            w.write(b"ngth: 5\r\n\r\nwhole")
+            await w.drain()
+            return True
         if path == "/slow-body":
             body = b"x" * 1000
             w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + body[:500])

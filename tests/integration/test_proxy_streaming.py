@@ -154,6 +154,44 @@ def test_slow_client_does_not_make_the_worker_hold_the_response(pyginx: Pyginx, 
         assert digest.digest() == hashlib.sha256(big_body(size)).digest()
 
 
+def test_head_arriving_in_pieces(pyginx: Pyginx, origin: Origin) -> None:
+    start(pyginx, origin)
+    status, headers, body = request(pyginx.port, "/split-head?delay=0.3")
+    assert status == 200 and body == b"whole" and headers["x-split"] == "yes"
+    assert request(pyginx.port, "/after")[0] == 200  # and the connection was pooled in step
+    assert origin.connections == 1
+
+
+def test_pipelined_requests_are_answered_in_order(pyginx: Pyginx, origin: Origin) -> None:
+    start(pyginx, origin)
+    requests = [
+        ("/p1", b"GET /p1 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("/big", b"GET /big?size=100000 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("/p3", b"GET /p3 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        ("/echo", b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\nping"),
+        ("/p5", b"GET /p5 HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    ]
+    with socket.create_connection(("127.0.0.1", pyginx.port), timeout=10) as s:
+        s.sendall(b"".join(raw for _, raw in requests))  # all in one write
+        f = s.makefile("rb")
+        for path, _ in requests:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = f.readline()
+                assert line, f"closed before the answer to {path}"
+                head += line
+            assert head.startswith(b"HTTP/1.1 200"), (path, head)
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            body = f.read(length)
+            if path == "/echo":
+                assert body == b"ping"
+            elif path == "/big":
+                assert body == big_body(100000)
+            else:
+                assert f'"target": "{path}"'.encode() in body
+    pyginx.check_log()
+
+
 def test_head_request(pyginx: Pyginx, origin: Origin) -> None:
     start(pyginx, origin)
     status, headers, body = request(pyginx.port, "/big?size=1234", method="HEAD")

@@ -11,7 +11,7 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING
 
 from pyginx.config.model import Expires, HeaderValue, HttpSettings
-from pyginx.http.status import HEADER_FILTER_STATUSES, server_header, status_line
+from pyginx.http.status import HEADER_FILTER_STATUSES, STATUS_LINES, server_header, status_line
 from pyginx.http.variables import Getter, compile_template
 
 if TYPE_CHECKING:
@@ -26,12 +26,22 @@ def http_date(ts: float) -> str:
     return formatdate(ts, usegmt=True)
 
 
-def date_line() -> bytes:
+# "Server: ...\r\nDate: ...\r\n" for server_tokens on and off, rebuilt once a second.
+_server_date: dict[bool, bytes] = {}
+
+
+def _refresh_date(now: int) -> None:
     global _date_second, _date_line
+    _date_second = now
+    _date_line = f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
+    for tokens, server in _SERVER.items():
+        _server_date[tokens] = server + _date_line
+
+
+def date_line() -> bytes:
     now = int(time.time())
     if now != _date_second:
-        _date_second = now
-        _date_line = f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
+        _refresh_date(now)
     return _date_line
 
 
@@ -116,23 +126,39 @@ def build_head(
     return b"".join(parts)
 
 
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_CLOSE = b"Connection: close\r\n"
+
+
 def build_head_prebuilt(req: Request, status: int, header_block: bytes, length: int) -> bytes:
-    """Head for a response whose entity headers are already encoded (cached static files)."""
+    """Head for a response whose entity headers are already encoded (cached static files).
+    The hot path of small static files: every constant part comes pre-encoded."""
     settings = req.settings
     req.status = status
     keep = req.keep_alive and not req.conn.closing_after_response
     req.keep_alive = keep
-    extra = filter_headers(req, status, settings)
-    extra_bytes = "".join(f"{n}: {v}\r\n" for n, v in extra).encode("latin-1", "replace") if extra else b""
+    now = int(time.time())
+    if now != _date_second:
+        _refresh_date(now)
+    if settings.add_header or settings.expires.kind != "off":
+        extra = filter_headers(req, status, settings)
+        extra_bytes = "".join(f"{n}: {v}\r\n" for n, v in extra).encode("latin-1", "replace") if extra else b""
+    else:
+        extra_bytes = b""
+    if not keep:
+        connection = _CLOSE
+    elif settings.keepalive_header_timeout is None:
+        connection = _KEEP_ALIVE
+    else:
+        connection = _connection_lines(req, keep)
     return b"".join(
         (
-            status_line(status),
-            _SERVER[settings.server_tokens],
-            date_line(),
+            STATUS_LINES.get(status) or status_line(status),
+            _server_date[settings.server_tokens],
             header_block,
             b"Content-Length: %d\r\n" % length,
             extra_bytes,
-            _connection_lines(req, keep),
+            connection,
             b"\r\n",
         )
     )

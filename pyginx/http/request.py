@@ -312,8 +312,11 @@ class Request:
             body = b""
         self.bytes_sent += len(head) + len(body)
         self.body_bytes_sent += len(body)
-        self.conn.write(head + body if body else head)
-        self._finish()
+        conn = self.conn
+        conn.write(head + body if body else head)
+        self.finished = True
+        self.end_time = time.monotonic()
+        conn.request_done(self)
 
     def start(self, status: int, headers: list[tuple[str, str]], content_length: int | None) -> None:
         """Send the response head now; the body follows with write()/sendfile() and end()."""

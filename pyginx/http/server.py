@@ -12,7 +12,7 @@ import socket
 import time
 from typing import Any
 
-from pyginx.config.model import MainConfig, Server
+from pyginx.config.model import Http, HttpSettings, Location, MainConfig, Server
 from pyginx.http.accesslog import AccessLogs
 from pyginx.http.connection import HttpConnection
 from pyginx.http.dispatch import Dispatcher
@@ -38,6 +38,7 @@ class ServerContext:
         }
         self.default_server: Server = http.servers[0]
         self.access_logs = AccessLogs(http.log_formats)
+        self.logging = _any_access_log(http)  # False: request_done skips the access-log step
         self.dispatcher = Dispatcher()
         self.connections: set[HttpConnection] = set()
         self._conn_counter = 0
@@ -111,6 +112,8 @@ class ServerContext:
         self.dispatcher.run(req)
 
     def log_request(self, req: Request) -> None:
+        if not self.logging:
+            return
         if req.status == 494:
             req.status = 400
         try:
@@ -235,6 +238,19 @@ class HttpServer:
     @property
     def connection_count(self) -> int:
         return len(self.ctx.connections) if self.ctx is not None else 0
+
+
+def _any_access_log(http: Http) -> bool:
+    """Whether any level of the configuration writes an access log."""
+
+    def in_locations(locations: tuple[Location, ...]) -> bool:
+        return any(_logs(loc.settings) or in_locations(loc.locations) for loc in locations)
+
+    return _logs(http.settings) or any(_logs(s.settings) or in_locations(s.locations) for s in http.servers)
+
+
+def _logs(settings: HttpSettings) -> bool:
+    return any(entry.path is not None for entry in settings.access_log)
 
 
 def _backlog(config: MainConfig, key: ListenKey) -> int:

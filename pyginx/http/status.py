@@ -77,7 +77,7 @@ HEADER_FILTER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307,
 # nginx's msie_padding: appended to error pages (4xx, 5xx) for MSIE and Chrome user agents.
 MSIE_PADDING = b"<!-- a padding to disable MSIE and Chrome friendly error page -->\r\n" * 6
 
-_status_lines: dict[int, bytes] = {}
+STATUS_LINES: dict[int, bytes] = {}
 
 
 def reason(status: int) -> str:
@@ -86,16 +86,16 @@ def reason(status: int) -> str:
 
 def status_line(status: int) -> bytes:
     """`HTTP/1.1 200 OK\\r\\n`, cached per status; nginx's table decides which have a reason."""
-    line = _status_lines.get(status)
+    line = STATUS_LINES.get(status)
     if line is None and status == 494:  # nginx's internal "header too large": 400 on the wire
-        line = _status_lines[494] = b"HTTP/1.1 400 Bad Request\r\n"
+        line = STATUS_LINES[494] = b"HTTP/1.1 400 Bad Request\r\n"
     if line is None:
         if status in STATUS_LINE_REASONS:
             line = f"HTTP/1.1 {status} {REASONS[status]}\r\n".encode()
         else:
             line = f"HTTP/1.1 {status:03d} \r\n".encode()
-        if len(_status_lines) < 1000:  # statuses come from the configuration and upstreams: bounded
-            _status_lines[status] = line
+        if len(STATUS_LINES) < 1000:  # statuses come from the configuration and upstreams: bounded
+            STATUS_LINES[status] = line
     return line
 
 

@@ -48,7 +48,8 @@ def _iso_offset(lt: time.struct_time) -> str:
 
 
 def time_local(_req: Request | None = None) -> str:
-    _Clock.refresh()
+    if int(time.time()) != _Clock.second:
+        _Clock.refresh()
     return _Clock.local
 
 

@@ -17,3 +17,41 @@ def test_uris_are_logged_as_their_utf8_bytes() -> None:
     assert _logged("/caf\xe9") == "/caf\\xC3\\xA9"  # decoded from %C3%A9 or raw UTF-8
     assert _logged("/a\udcff") == "/a\\xFF"  # an invalid byte kept by surrogateescape
     assert _logged("") == "-"
+
+
+def _request(**fields: object) -> object:
+    from types import SimpleNamespace
+
+    conn = SimpleNamespace(client_addr="10.0.0.1", client_port=5, conn_id=1, requests=0)
+    base: dict[str, object] = {
+        "conn": conn,
+        "request_line": "GET / HTTP/1.1",
+        "status": 200,
+        "body_bytes_sent": 12,
+        "headers": {},
+        "uri": "/",
+        "args": "",
+        "vars": {},
+        "captures": None,
+    }
+    base.update(fields)
+    return SimpleNamespace(**base)
+
+
+def test_combined_line_with_missing_and_unsafe_values() -> None:
+    from pyginx.http.accesslog import COMBINED, compile_format
+
+    render = compile_format(COMBINED)
+    req = _request(headers={"user-agent": 'a "quoted"\\agent', "referer": ""})
+    line = render(req).decode()  # type: ignore[arg-type]
+    assert line.startswith("10.0.0.1 - - [")
+    assert line.endswith('] "GET / HTTP/1.1" 200 12 "-" "a \\x22quoted\\x22\\x5Cagent"\n')
+
+
+def test_custom_format_with_generic_variables() -> None:
+    from pyginx.http.accesslog import compile_format
+
+    render = compile_format("$status|$uri|$args|$arg_x|$upstream_addr|$http_x_custom|${status}x")
+    req = _request(uri="/p\x01", args="x=1&y=2", vars={"upstream_addr": "127.0.0.1:9"}, status=404)
+    req.headers["x-custom"] = "v"  # type: ignore[attr-defined]
+    assert render(req) == b"404|/p\\x01|x=1&y=2|1|127.0.0.1:9|v|404x\n"  # type: ignore[arg-type]

@@ -381,7 +381,7 @@ async def open_connection(
     timeout: float,
     high_water: int = READ_HIGH_WATER,
 ) -> UpstreamConnection:
-    """Connect within `timeout` (TimeoutError) or raise the OSError connect() gave."""
+    """Connect within `timeout` (TimeoutError; 0: no limit here) or raise the OSError connect() gave."""
 
     def factory() -> UpstreamConnection:
         return UpstreamConnection(loop, peer_name, high_water)
@@ -392,7 +392,10 @@ async def open_connection(
     else:
         assert address is not None
         coro = loop.create_connection(factory, address[0], address[1])
-    async with asyncio.timeout(timeout if timeout > 0 else None):
-        _transport, protocol = await coro
+    if timeout > 0:
+        async with asyncio.timeout(timeout):
+            _transport, protocol = await coro
+    else:
+        _transport, protocol = await coro  # the caller times it (the proxy's swept deadlines)
     assert isinstance(protocol, UpstreamConnection)
     return protocol

@@ -182,7 +182,7 @@ def main(argv: list[str]) -> int:
         tools.ensure_module("py-spy", lambda: pyspy.find_pyspy() is not None)
     tools.raise_nofile(NOFILE)
     chosen = [s for s in scenarios.SCENARIOS if not args.scenario or s.name in args.scenario]
-    full = not args.quick and not args.scenario and args.rounds is None and args.duration is None
+    full = not args.quick and not args.scenario  # every scenario; the report states rounds and lengths
     root = Path(tempfile.mkdtemp(prefix="pyginx-bench-"))
     RESULTS.mkdir(exist_ok=True)
     try:

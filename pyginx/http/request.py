@@ -100,66 +100,52 @@ NO_BODY: Body = _NoBody()
 
 
 class Request:
-    __slots__ = (
-        "conn",
-        "method",
-        "request_uri",
-        "request_line",
-        "uri",
-        "args",
-        "http_minor",
-        "protocol",
-        "headers",
-        "header_list",
-        "host",
-        "server",
-        "location",
-        "settings",
-        "has_body",
-        "content_length",
-        "chunked",
-        "expect_continue",
-        "keep_alive",
-        "vars",
-        "captures",
-        "start_time",
-        "end_time",
-        "status",
-        "bytes_sent",
-        "body_bytes_sent",
-        "request_length",
-        "out_headers",
-        "head_sent",
-        "finished",
-        "head_only",
-        "_chunked_out",
-        "body",
-        "redirects",
-        "error_status",
-        "in_error_page",
-        "client_closed",
-        "upgrade",
-        "internal",
-        "on_client_closed",
-        "__weakref__",
-    )
+    """One request. Fields that most requests never change are class-level defaults, so creating a
+    request sets only what differs (it is created for every request: this is a hot path)."""
 
-    # Declared here (not only in __init__) so that type checkers know them across import cycles.
     conn: HttpConnection
     method: str
     request_uri: str
     request_line: str
-    uri: str
-    args: str
     http_minor: int
     protocol: str
-    host: str
-    status: int
-    bytes_sent: int
-    body_bytes_sent: int
-    request_length: int
-    end_time: float
+    headers: dict[str, str]
+    header_list: list[tuple[str, str]]
+    server: Server
+    settings: HttpSettings
+    vars: dict[str, str]
     start_time: float
+    head_only: bool
+
+    uri = "/"
+    args = ""
+    host = ""
+    location: Location | None = None
+    has_body = False
+    content_length: int | None = None
+    chunked = False
+    expect_continue = False
+    keep_alive = False
+    captures: tuple[str | None, ...] | None = None
+    end_time = 0.0
+    status = 0
+    bytes_sent = 0
+    body_bytes_sent = 0
+    request_length = 0
+    out_headers: list[tuple[str, str]] | tuple[()] = ()
+    head_sent = False
+    finished = False
+    _chunked_out = False
+    body: Body = NO_BODY  # replaced by a Body when the head announces one
+    redirects = 0
+    error_status = 0
+    in_error_page = False
+    client_closed = False
+    upgrade = False
+    internal = False
+    # called once if the client goes away while the request is in flight (the proxy closes
+    # its upstream connection then, as nginx does without proxy_ignore_client_abort)
+    on_client_closed: Callable[[], None] | None = None
 
     def __init__(
         self, conn: HttpConnection, method: str, request_uri: str, http_minor: int, version: str = ""
@@ -168,44 +154,15 @@ class Request:
         self.method = method
         self.request_uri = request_uri
         self.http_minor = http_minor
-        self.protocol = f"HTTP/{version}" if version else ("HTTP/1.1" if http_minor else "HTTP/1.0")
-        self.request_line = f"{method} {request_uri} {self.protocol}"
-        self.uri = "/"
-        self.args = ""
-        self.headers: dict[str, str] = {}
-        self.header_list: list[tuple[str, str]] = []
-        self.host = ""
-        self.server: Server = conn.ctx.default_server
-        self.location: Location | None = None
-        self.settings: HttpSettings = self.server.settings
-        self.has_body = False
-        self.content_length: int | None = None
-        self.chunked = False
-        self.expect_continue = False
-        self.keep_alive = False
-        self.vars: dict[str, str] = {}
-        self.captures: tuple[str | None, ...] | None = None
+        self.protocol = protocol = f"HTTP/{version}" if version else ("HTTP/1.1" if http_minor else "HTTP/1.0")
+        self.request_line = f"{method} {request_uri} {protocol}"
+        self.headers = {}
+        self.header_list = []
+        self.server = server = conn.ctx.default_server
+        self.settings = server.settings
+        self.vars = {}
         self.start_time = time.monotonic()
-        self.end_time = 0.0
-        self.status = 0
-        self.bytes_sent = 0
-        self.body_bytes_sent = 0
-        self.request_length = 0
-        self.out_headers: list[tuple[str, str]] = []
-        self.head_sent = False
-        self.finished = False
         self.head_only = method == "HEAD"
-        self._chunked_out = False
-        self.body = NO_BODY  # replaced by a Body when the head announces one
-        self.redirects = 0
-        self.error_status = 0
-        self.in_error_page = False
-        self.client_closed = False
-        self.upgrade = False
-        self.internal = False
-        # called once if the client goes away while the request is in flight (the proxy closes
-        # its upstream connection then, as nginx does without proxy_ignore_client_abort)
-        self.on_client_closed: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ reading
 

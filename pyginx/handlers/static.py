@@ -176,6 +176,7 @@ def _settings_answerable(s: HttpSettings) -> bool:
     ok = s.gzip_static == "off" and all("$" not in t.replace("$uri", "") for t in texts)
     if len(_answerable) > 1024:
         _answerable.clear()
+        _answers.clear()  # their keys hold ids of settings no longer kept alive here
     _answerable[id(s)] = (s, ok)  # the settings object is kept, so its id cannot be reused
     return ok
 
@@ -207,17 +208,18 @@ def _remember(ctx: _Ctx, block: bytes, body: bytes) -> None:
 def handle(req: Request) -> Awaitable[None] | None:
     """The content handler for a static location (see the module docstring for the order)."""
     s = req.settings
-    key: tuple[int, str] | None = None
-    if s.open_file_cache.max > 0 and _plain(req) and _settings_answerable(s):
-        key = (id(s), req.uri)
-        answer = _answers.get(key)
-        if answer is not None:
-            if answer.until > time.monotonic():
-                req.respond_prebuilt(200, answer.block, answer.body, len(answer.body))
-                return None
-            del _answers[key]
+    lookup = (id(s), req.uri)
+    # An answer is only ever stored for answerable settings (kept alive in _answerable, so the id
+    # names the same settings): look it up first, the common case of a repeated request.
+    answer = _answers.get(lookup)
+    if answer is not None and _plain(req):
+        if answer.until > time.monotonic():
+            req.respond_prebuilt(200, answer.block, answer.body, len(answer.body))
+            return None
+        del _answers[lookup]
+    answerable = s.open_file_cache.max > 0 and _plain(req) and _settings_answerable(s)
     ctx = _Ctx(req)
-    ctx.answer_key = key
+    ctx.answer_key = lookup if answerable else None
     if ctx.s.try_files is not None and not _try_files(ctx):
         return None
     if ctx.uri.endswith("/"):

@@ -116,7 +116,10 @@ def normalize_path(raw_path: str, merge_slashes: bool = True) -> str:
         raise HttpError(400, "invalid request-target")
     if _CONTROL.search(raw_path) is not None:
         raise HttpError(400, "invalid character in URI")
-    return remove_dot_segments(percent_decode(raw_path), merge_slashes)
+    path = percent_decode(raw_path) if "%" in raw_path else raw_path
+    if "/." in path or (merge_slashes and "//" in path):
+        path = remove_dot_segments(path, merge_slashes)
+    return path
 
 
 def validate_host(value: str) -> str:

@@ -251,8 +251,15 @@ class HttpConnection(asyncio.Protocol):
             return None
         # half-closed client with a request in progress: finish answering, then close
         self.closing_after_response = True
-        if self.active is not None:
-            self.active.keep_alive = False
+        active = self.active
+        if active is not None:
+            active.keep_alive = False
+            if active.on_client_closed is not None and not active.head_sent:
+                # nginx's ngx_http_upstream_check_broken_connection: a client that closed its side
+                # while the upstream has not answered yet has gone away (499); the proxy decides
+                # what that means (proxy_ignore_client_abort)
+                callback, active.on_client_closed = active.on_client_closed, None
+                callback()
         return True
 
     # ------------------------------------------------------------------ reading

@@ -114,7 +114,7 @@ def build_head(
         headers = headers + extra
     req.out_headers = headers
     parts = [status_line(status), _SERVER[settings.server_tokens], date_line()]
-    lines = "".join(f"{n}: {v}\r\n" for n, v in headers)
+    lines = "".join([f"{n}: {v}\r\n" for n, v in headers])
     if lines:
         parts.append(lines.encode("latin-1", "replace"))
     if length is not None and status not in (204, 304) and status >= 200:

@@ -237,18 +237,28 @@ class Request:
         self.head_sent = True
         return out
 
-    def respond(self, status: int, headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
-        """A whole response in one write."""
+    def respond(
+        self,
+        status: int,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        has_length: bool | None = None,
+    ) -> None:
+        """A whole response in one write. `has_length=False` tells that `headers` holds no
+        Content-Length (the core then needs not look for one)."""
         if self.finished or self.head_sent:
             return
         if self.expect_continue:
             self.send_continue()
         headers = headers if headers is not None else []
         length: int | None = len(body)
-        for name, _value in headers:
-            if name.lower() == "content-length":
-                length = None
-                break
+        if has_length is None:
+            for name, _value in headers:
+                if name.lower() == "content-length":
+                    length = None
+                    break
+        elif has_length:
+            length = None
         head = self._head_bytes(status, headers, length)
         if self.head_only or status in (204, 304):
             body = b""

@@ -216,13 +216,17 @@ def test_garbage_bytes(server: Server) -> None:
 
 def test_half_closed_sockets_with_a_request_in_flight(server: Server) -> None:
     baseline = _baseline(server)
-    # the request is answered in full, then the connection closes
+    # the request is answered in full, then the connection closes; a proxied request whose client
+    # closed its side before the upstream answered is abandoned instead (nginx's 499), unless the
+    # answer was already on its way
     for target in (b"/ok", b"/up/", b"/big.bin"):
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
             s.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
             s.shutdown(socket.SHUT_WR)
             out = read_until_close(s, timeout=8)
             head, _, body = out.partition(b"\r\n\r\n")
+            if target == b"/up/" and out == b"":
+                continue
             assert head.startswith(b"HTTP/1.1 200"), (target, head[:100])
             length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
             assert len(body) == length, target

@@ -6,24 +6,15 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.integration.harness import Pyginx, free_port, pyginx_fixture, wait_for  # noqa: F401
-from tests.integration.test_proxy_origin import Origin, proxy_config
-
-
-@pytest.fixture
-def origins() -> Iterator[list[Origin]]:
-    started = [Origin("a").start(), Origin("b").start()]
-    try:
-        yield started
-    finally:
-        for o in started:
-            o.stop()
+from tests.integration.test_proxy_origin import (
+    Origin,
+    origins_fixture,  # noqa: F401  (the `origins` fixture)
+    proxy_config,
+)
 
 
 def request(

@@ -7,23 +7,15 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.integration.harness import Pyginx, pyginx_fixture, wait_for  # noqa: F401
 from tests.integration.test_proxy_basic import request
-from tests.integration.test_proxy_origin import Origin, proxy_config
-
-
-@pytest.fixture
-def origin() -> Iterator[Origin]:
-    o = Origin("a").start()
-    try:
-        yield o
-    finally:
-        o.stop()
+from tests.integration.test_proxy_origin import (
+    Origin,
+    origin_fixture,  # noqa: F401  (the `origin` fixture)
+    proxy_config,
+)
 
 
 def start(pyginx: Pyginx, origin: Origin, extra: str = "") -> None:

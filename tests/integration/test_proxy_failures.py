@@ -14,17 +14,11 @@ import pytest
 
 from tests.integration.harness import Pyginx, free_port, pyginx_fixture, wait_for  # noqa: F401
 from tests.integration.test_proxy_basic import request
-from tests.integration.test_proxy_origin import Origin, proxy_config
-
-
-@pytest.fixture
-def origins() -> Iterator[list[Origin]]:
-    started = [Origin("a").start(), Origin("b").start()]
-    try:
-        yield started
-    finally:
-        for o in started:
-            o.stop()
+from tests.integration.test_proxy_origin import (
+    Origin,
+    origins_fixture,  # noqa: F401  (the `origins` fixture)
+    proxy_config,
+)
 
 
 def ups(name: str, *addrs: str, extra: str = "") -> str:

@@ -3,23 +3,13 @@ fails on it, and comes back once it passes again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from tests.integration.harness import Pyginx, free_port, pyginx_fixture, wait_for  # noqa: F401
 from tests.integration.test_proxy_basic import info
-from tests.integration.test_proxy_origin import Origin, proxy_config
-
-
-@pytest.fixture
-def origins() -> Iterator[list[Origin]]:
-    started = [Origin("a").start(), Origin("b").start()]
-    try:
-        yield started
-    finally:
-        for o in started:
-            o.stop()
+from tests.integration.test_proxy_origin import (
+    Origin,
+    origins_fixture,  # noqa: F401  (the `origins` fixture)
+    proxy_config,
+)
 
 
 def config(pyginx: Pyginx, *addrs: str, check: str) -> str:

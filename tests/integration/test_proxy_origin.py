@@ -436,13 +436,23 @@ def recv_frame(sock: socket.socket) -> tuple[int, bytes]:
     return b1 & 0x0F, exact(n)
 
 
-@pytest.fixture
-def origin() -> Iterator[Origin]:
+@pytest.fixture(name="origin")
+def origin_fixture() -> Iterator[Origin]:
     o = Origin("a").start()
     try:
         yield o
     finally:
         o.stop()
+
+
+@pytest.fixture(name="origins")
+def origins_fixture() -> Iterator[list[Origin]]:
+    started = [Origin("a").start(), Origin("b").start()]
+    try:
+        yield started
+    finally:
+        for o in started:
+            o.stop()
 
 
 # ------------------------------------------------------------------------------------------ self-tests

@@ -7,23 +7,20 @@ import hashlib
 import os
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.harness import Pyginx, pyginx_fixture, wait_for  # noqa: F401
 from tests.integration.test_proxy_basic import request
-from tests.integration.test_proxy_origin import Origin, big_body, encode_frame, proxy_config, recv_frame
-
-
-@pytest.fixture
-def origin() -> Iterator[Origin]:
-    o = Origin("a").start()
-    try:
-        yield o
-    finally:
-        o.stop()
+from tests.integration.test_proxy_origin import (
+    Origin,
+    big_body,
+    encode_frame,
+    origin_fixture,  # noqa: F401  (the `origin` fixture)
+    proxy_config,
+    recv_frame,
+)
 
 
 def start(pyginx: Pyginx, origin: Origin, extra: str = "", http: str = "") -> None:

@@ -559,7 +559,7 @@ class _Proxy:
             self._finish_upstream()
             self._set_vars()
             self._done()
-            req.respond(status, headers, body)
+            req.respond(status, headers, body, False)  # filter_response dropped any Content-Length
             return
         length = head.content_length if parser.framing in ("length", "none") else None
         if status in (204, 304) or status < 200:

@@ -831,7 +831,8 @@ class _Proxy:
         self.req.send_error(status)
 
     def _set_vars(self) -> None:
-        self.req.vars.update(self.attempts.variables())
+        # $upstream_*, as they stand now: computed only if something reads them (variables._fallback)
+        self.req.upstream_vars = self.attempts.variables
 
     # ------------------------------------------------------------------ the request's end
 

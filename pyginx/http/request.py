@@ -146,6 +146,9 @@ class Request:
     # called once if the client goes away while the request is in flight (the proxy closes
     # its upstream connection then, as nginx does without proxy_ignore_client_abort)
     on_client_closed: Callable[[], None] | None = None
+    # the proxy's $upstream_* variables, not yet in `vars`: computed and merged into `vars` when a
+    # variable named upstream_* is first read (most requests never read them)
+    upstream_vars: Callable[[], dict[str, str]] | None = None
 
     def __init__(
         self, conn: HttpConnection, method: str, request_uri: str, http_minor: int, version: str = ""

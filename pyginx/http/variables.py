@@ -1,7 +1,8 @@
 """nginx variables: `$host`, `$request_uri`, `$http_user_agent`, ... compiled once into getters.
 
 `compile_template("$host:$server_port")` returns a function of the request. Unknown names fall back to
-`req.vars` (which handlers fill, e.g. the proxy's `$upstream_addr`), then to regex captures `$1`..`$9`.
+`req.vars` (which handlers fill; the proxy's `$upstream_addr` and the like wait in `req.upstream_vars` until read),
+then to regex captures `$1`..`$9`.
 """
 
 from __future__ import annotations
@@ -104,7 +105,12 @@ def _sent_header(name: str) -> Getter:
 
 
 def _fallback(name: str) -> Getter:
+    pending = name.startswith("upstream_")  # may wait in req.upstream_vars
+
     def get(req: Request) -> str:
+        if pending and req.upstream_vars is not None:
+            req.vars.update(req.upstream_vars())
+            req.upstream_vars = None
         value = req.vars.get(name)
         if value is not None:
             return value

@@ -32,6 +32,7 @@ def _request(**fields: object) -> object:
         "uri": "/",
         "args": "",
         "vars": {},
+        "upstream_vars": None,
         "captures": None,
     }
     base.update(fields)
@@ -55,3 +56,24 @@ def test_custom_format_with_generic_variables() -> None:
     req = _request(uri="/p\x01", args="x=1&y=2", vars={"upstream_addr": "127.0.0.1:9"}, status=404)
     req.headers["x-custom"] = "v"  # type: ignore[attr-defined]
     assert render(req) == b"404|/p\\x01|x=1&y=2|1|127.0.0.1:9|v|404x\n"  # type: ignore[arg-type]
+
+
+def test_upstream_variables_computed_when_first_read() -> None:
+    from pyginx.http.accesslog import compile_format
+
+    calls: list[int] = []
+    state = {"upstream_addr": "127.0.0.1:9", "upstream_status": "200"}
+
+    def pending() -> dict[str, str]:
+        calls.append(1)
+        return dict(state)
+
+    render = compile_format("$upstream_addr $upstream_status $upstream_header_time")
+    req = _request(vars={"upstream_status": "502"}, upstream_vars=pending)
+    assert render(req) == b"127.0.0.1:9 200 -\n"  # type: ignore[arg-type]
+    assert len(calls) == 1 and req.upstream_vars is None  # type: ignore[attr-defined]
+    assert render(req) == b"127.0.0.1:9 200 -\n"  # type: ignore[arg-type]
+    state["upstream_status"] = "404"
+    req.upstream_vars = pending  # type: ignore[attr-defined]  # set again: the newer values win
+    assert render(req) == b"127.0.0.1:9 404 -\n"  # type: ignore[arg-type]
+    assert len(calls) == 2

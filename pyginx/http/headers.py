@@ -99,6 +99,10 @@ def _connection_lines(req: Request, keep: bool) -> bytes:
     return b"Connection: keep-alive\r\n"
 
 
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_CLOSE = b"Connection: close\r\n"
+
+
 def build_head(
     req: Request, status: int, headers: list[tuple[str, str]], length: int | None, keep: bool, chunked: bool
 ) -> bytes:
@@ -106,28 +110,33 @@ def build_head(
     if status == 204:
         # ngx_http_header_filter: a 204 has no Content-Type, Last-Modified or Content-Length
         headers = [(n, v) for n, v in headers if n.lower() not in _NO_CONTENT_DROPS]
-    extra = filter_headers(req, status, settings)
-    if extra:
-        names = {n.lower() for n, _ in extra if n.lower() in ("expires", "cache-control")}
-        if names:
-            headers = [(n, v) for n, v in headers if n.lower() not in names]
-        headers = headers + extra
+    if settings.add_header or settings.expires.kind != "off":
+        extra = filter_headers(req, status, settings)
+        if extra:
+            names = {n.lower() for n, _ in extra if n.lower() in ("expires", "cache-control")}
+            if names:
+                headers = [(n, v) for n, v in headers if n.lower() not in names]
+            headers = headers + extra
     req.out_headers = headers
-    parts = [status_line(status), _SERVER[settings.server_tokens], date_line()]
-    lines = "".join([f"{n}: {v}\r\n" for n, v in headers])
-    if lines:
-        parts.append(lines.encode("latin-1", "replace"))
+    now = int(time.time())
+    if now != _date_second:
+        _refresh_date(now)
+    # the constant parts pre-encoded, as in build_head_prebuilt
+    parts = [STATUS_LINES.get(status) or status_line(status), _server_date[settings.server_tokens]]
+    if headers:
+        parts.append("".join([f"{n}: {v}\r\n" for n, v in headers]).encode("latin-1", "replace"))
     if length is not None and status not in (204, 304) and status >= 200:
         parts.append(b"Content-Length: %d\r\n" % length)
     elif chunked and status not in (204, 304):
         parts.append(b"Transfer-Encoding: chunked\r\n")
-    parts.append(_connection_lines(req, keep))
+    if not keep:
+        parts.append(_CLOSE)
+    elif settings.keepalive_header_timeout is None:
+        parts.append(_KEEP_ALIVE)
+    else:
+        parts.append(_connection_lines(req, keep))
     parts.append(b"\r\n")
     return b"".join(parts)
-
-
-_KEEP_ALIVE = b"Connection: keep-alive\r\n"
-_CLOSE = b"Connection: close\r\n"
 
 
 def build_head_prebuilt(req: Request, status: int, header_block: bytes, length: int) -> bytes:

@@ -11,7 +11,7 @@ Variables are rendered by the caller (pyginx/handlers/proxy.py): these functions
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pyginx.config.model import HeaderValue, Location, ProxyPass, ProxyRedirect
@@ -272,7 +272,7 @@ class HeadTemplate:
         target: str,
         host: str,
         values: Iterable[str],
-        client_headers: Iterable[tuple[str, str]] | None,
+        client_headers: Sequence[tuple[str, str]] | None,
         connection: str | None,
         upgrade: str | None,
         framing: Framing,
@@ -305,24 +305,28 @@ class HeadTemplate:
         lines.append("\r\n")
         return _enc("".join(lines))
 
-    def _client_lines(self, client_headers: Iterable[tuple[str, str]], lines: list[str]) -> None:
-        # One pass: the names a Connection header lists are only known at its line, so the kept
-        # lines are filtered by them afterwards (rare: usually Connection names itself only).
+    def _client_lines(self, client_headers: Sequence[tuple[str, str]], lines: list[str]) -> None:
+        # The names a Connection header lists are only known at its line: the lines go out at once,
+        # and in the rare case that Connection names a header not dropped anyway (usually it names
+        # itself, keep-alive or close only), they are made again without the listed ones.
         skip = self.skip
-        kept: list[tuple[str, str]] = []
+        start = len(lines)
         listed: set[str] | None = None
         for name, value in client_headers:
             lname = name.lower()
             if lname in skip:
                 if lname == "connection":
-                    tokens = connection_tokens([value])
-                    listed = tokens if listed is None else listed | tokens
+                    tokens = connection_tokens([value]) - skip
+                    if tokens:
+                        listed = tokens if listed is None else listed | tokens
                 continue
-            kept.append((lname, f"{name}: {value}\r\n"))
+            lines.append(f"{name}: {value}\r\n")
         if listed:
-            lines.extend(line for lname, line in kept if lname not in listed)
-        else:
-            lines.extend(line for _, line in kept)
+            del lines[start:]
+            for name, value in client_headers:
+                lname = name.lower()
+                if lname not in skip and lname not in listed:
+                    lines.append(f"{name}: {value}\r\n")
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -97,6 +97,25 @@ def _plain_head(block: bytes) -> ResponseHead | None:
     return ResponseHead(int(status_b), reason, int(minor_b), headers, length, False, close, names)
 
 
+# Parsed plain heads by their bytes. An upstream usually answers a resource with the same head, Date
+# included, for a whole second: parsing it again each time is the largest part of reading a response.
+# The heads in here are shared by the responses that had those bytes, hence never modified (no one
+# modifies a ResponseHead after parsing). Bounded: emptied when full.
+_PLAIN_CACHE: dict[bytes, ResponseHead] = {}
+_PLAIN_CACHE_SIZE = 128
+
+
+def _plain_head_cached(block: bytes) -> ResponseHead | None:
+    plain = _PLAIN_CACHE.get(block)
+    if plain is None:
+        plain = _plain_head(block)
+        if plain is not None:
+            if len(_PLAIN_CACHE) >= _PLAIN_CACHE_SIZE:
+                _PLAIN_CACHE.clear()
+            _PLAIN_CACHE[block] = plain
+    return plain
+
+
 class _HeadCallbacks:
     """httptools callbacks for the head only; nginx's checks happen as each header arrives."""
 
@@ -348,7 +367,8 @@ class ResponseParser:
         # earlier end of head (what _HEAD_END finds, at a cost of a search from every position).
         end = buf.find(b"\r\n\r\n") + 4
         if 4 <= end <= self.limit:
-            plain = _plain_head(buf[:end])
+            block = buf[:end]
+            plain = _PLAIN_CACHE.get(block) or _plain_head_cached(block)
             if plain is not None:
                 length = plain.content_length
                 if length == len(buf) - end and not self.head_request and plain.status not in (204, 304):

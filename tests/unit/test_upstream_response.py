@@ -214,3 +214,19 @@ def test_plain_heads_read_as_httptools_reads_them(
     general = _parse_head(block)[0]
     assert plain is not None
     assert plain == general
+
+
+def test_a_head_seen_before_is_parsed_once_and_the_cache_stays_bounded() -> None:
+    from pyginx.upstream import response
+
+    head = b"HTTP/1.1 200 OK\r\nX-Cached: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+    first, second = ResponseParser(4096), ResponseParser(4096)
+    assert first.feed(head + b"ok") == [b"ok"] and second.feed(head + b"ok") == [b"ok"]
+    assert first.head is not None and first.head is second.head  # shared, never modified
+    assert first.head.names == ["x-cached", "content-length", "connection"]
+    assert first.head.connection_close and not second.keepalive
+    for i in range(response._PLAIN_CACHE_SIZE + 5):
+        other = ResponseParser(4096)
+        other.feed(b"HTTP/1.1 200 OK\r\nX-N: %d\r\nContent-Length: 0\r\n\r\n" % i)
+        assert other.head is not None and other.head.get("X-N") == str(i) and other.complete
+    assert len(response._PLAIN_CACHE) <= response._PLAIN_CACHE_SIZE

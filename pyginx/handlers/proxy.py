@@ -552,7 +552,12 @@ class _Proxy:
                 absolute=req.absolute_location,
             )
         else:
-            headers = ph.filter_response(head.headers, names, plan.drop)
+            passed = head.passed  # the same head (pyginx.upstream.response._PLAIN_CACHE), filtered before
+            if passed is not None and passed[0] is plan.drop:
+                headers = passed[1]
+            else:
+                headers = ph.filter_response(head.headers, names, plan.drop)
+                head.passed = (plan.drop, headers)
         if parser.complete and req.method != "HEAD":
             # the whole response is here: one write to the client, the connection back to the pool
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)

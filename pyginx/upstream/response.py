@@ -41,6 +41,9 @@ class ResponseHead:
     chunked: bool = False
     connection_close: bool = False  # the upstream will close: HTTP/1.0 or "Connection: close"
     names: list[str] = field(default_factory=list)  # the header names lower-cased, in the same order
+    # the proxy's memo: the headers passed to the client with this drop set (filter_response); a head
+    # is shared by the responses with the same bytes (_PLAIN_CACHE), so is this list: read only
+    passed: tuple[frozenset[str], list[tuple[str, str]]] | None = field(default=None, compare=False, repr=False)
 
     def get(self, name: str) -> str | None:
         lname = name.lower()
@@ -100,7 +103,7 @@ def _plain_head(block: bytes) -> ResponseHead | None:
 # Parsed plain heads by their bytes. An upstream usually answers a resource with the same head, Date
 # included, for a whole second: parsing it again each time is the largest part of reading a response.
 # The heads in here are shared by the responses that had those bytes, hence never modified (no one
-# modifies a ResponseHead after parsing). Bounded: emptied when full.
+# modifies a ResponseHead after parsing, but for the proxy's memo `passed`). Bounded: emptied when full.
 _PLAIN_CACHE: dict[bytes, ResponseHead] = {}
 _PLAIN_CACHE_SIZE = 128
 

@@ -31,6 +31,7 @@ from pyginx.handlers import proxy_headers as ph
 from pyginx.handlers.proxy_plan import Plan, hash_key, plan_for, resolve_upstream
 from pyginx.handlers.proxy_tunnel import Tunnel, switching_head
 from pyginx.http.dispatch import Dispatcher
+from pyginx.http.headers import encode_lines
 from pyginx.http.variables import compile_template
 from pyginx.upstream.attempts import Attempt, Attempts, final_status, may_retry, replayable
 from pyginx.upstream.balancer import Peer, PeerState, Selection
@@ -551,26 +552,28 @@ class _Proxy:
                 render=self._render,
                 absolute=req.absolute_location,
             )
+            encoded = None
         else:
             passed = head.passed  # the same head (pyginx.upstream.response._PLAIN_CACHE), filtered before
             if passed is not None and passed[0] is plan.drop:
-                headers = passed[1]
+                _, headers, encoded = passed
             else:
                 headers = ph.filter_response(head.headers, names, plan.drop)
-                head.passed = (plan.drop, headers)
+                encoded = encode_lines(headers)
+                head.passed = (plan.drop, headers, encoded)
         if parser.complete and req.method != "HEAD":
             # the whole response is here: one write to the client, the connection back to the pool
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             self._finish_upstream()
             self._set_vars()
             self._done()
-            req.respond(status, headers, body, False)  # filter_response dropped any Content-Length
+            req.respond(status, headers, body, False, encoded)  # filter_response dropped any Content-Length
             return
         length = head.content_length if parser.framing in ("length", "none") else None
         if status in (204, 304) or status < 200:
             length = None
         self._set_vars()
-        req.start(status, headers, length)
+        req.start(status, headers, length, encoded)
         for piece in pieces:
             req.write(piece)
         self.streaming = True

@@ -103,13 +103,26 @@ _KEEP_ALIVE = b"Connection: keep-alive\r\n"
 _CLOSE = b"Connection: close\r\n"
 
 
+def encode_lines(headers: list[tuple[str, str]]) -> bytes:
+    """`headers` as header lines, as build_head writes them."""
+    return "".join([f"{n}: {v}\r\n" for n, v in headers]).encode("latin-1", "replace")
+
+
 def build_head(
-    req: Request, status: int, headers: list[tuple[str, str]], length: int | None, keep: bool, chunked: bool
+    req: Request,
+    status: int,
+    headers: list[tuple[str, str]],
+    length: int | None,
+    keep: bool,
+    chunked: bool,
+    encoded: bytes | None = None,
 ) -> bytes:
+    """`encoded`: encode_lines(headers) when the caller has it already (the proxy's memo)."""
     settings = req.settings
     if status == 204:
         # ngx_http_header_filter: a 204 has no Content-Type, Last-Modified or Content-Length
         headers = [(n, v) for n, v in headers if n.lower() not in _NO_CONTENT_DROPS]
+        encoded = None
     if settings.add_header or settings.expires.kind != "off":
         extra = filter_headers(req, status, settings)
         if extra:
@@ -117,14 +130,17 @@ def build_head(
             if names:
                 headers = [(n, v) for n, v in headers if n.lower() not in names]
             headers = headers + extra
+            encoded = None
     req.out_headers = headers
     now = int(time.time())
     if now != _date_second:
         _refresh_date(now)
     # the constant parts pre-encoded, as in build_head_prebuilt
     parts = [STATUS_LINES.get(status) or status_line(status), _server_date[settings.server_tokens]]
-    if headers:
-        parts.append("".join([f"{n}: {v}\r\n" for n, v in headers]).encode("latin-1", "replace"))
+    if encoded is not None:
+        parts.append(encoded)
+    elif headers:
+        parts.append(encode_lines(headers))
     if length is not None and status not in (204, 304) and status >= 200:
         parts.append(b"Content-Length: %d\r\n" % length)
     elif chunked and status not in (204, 304):

@@ -217,7 +217,9 @@ class Request:
 
     # ------------------------------------------------------------------ responding
 
-    def _head_bytes(self, status: int, headers: list[tuple[str, str]], length: int | None) -> bytes:
+    def _head_bytes(
+        self, status: int, headers: list[tuple[str, str]], length: int | None, encoded: bytes | None = None
+    ) -> bytes:
         """Build the response head; decides keep-alive and chunking for this response."""
         settings = self.settings
         if self.error_status and status == 200 and not self.head_sent:
@@ -236,7 +238,7 @@ class Request:
                 keep = False
         self.keep_alive = keep
         self._chunked_out = chunked and not self.head_only
-        out = hdr.build_head(self, status, headers, length, keep, chunked)
+        out = hdr.build_head(self, status, headers, length, keep, chunked, encoded)
         self.head_sent = True
         return out
 
@@ -246,9 +248,11 @@ class Request:
         headers: list[tuple[str, str]] | None = None,
         body: bytes = b"",
         has_length: bool | None = None,
+        encoded: bytes | None = None,
     ) -> None:
         """A whole response in one write. `has_length=False` tells that `headers` holds no
-        Content-Length (the core then needs not look for one)."""
+        Content-Length (the core then needs not look for one); `encoded` is headers.encode_lines(headers)
+        when the caller has it already."""
         if self.finished or self.head_sent:
             return
         if self.expect_continue:
@@ -262,7 +266,7 @@ class Request:
                     break
         elif has_length:
             length = None
-        head = self._head_bytes(status, headers, length)
+        head = self._head_bytes(status, headers, length, encoded)
         if self.head_only or status in (204, 304):
             body = b""
         self.bytes_sent += len(head) + len(body)
@@ -288,11 +292,18 @@ class Request:
         self.end_time = time.monotonic()
         conn.request_done(self)
 
-    def start(self, status: int, headers: list[tuple[str, str]], content_length: int | None) -> None:
-        """Send the response head now; the body follows with write()/sendfile() and end()."""
+    def start(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        content_length: int | None,
+        encoded: bytes | None = None,
+    ) -> None:
+        """Send the response head now; the body follows with write()/sendfile() and end().
+        `encoded`: as for respond()."""
         if self.expect_continue:
             self.send_continue()
-        head = self._head_bytes(status, headers, content_length)
+        head = self._head_bytes(status, headers, content_length, encoded)
         self.bytes_sent += len(head)
         self.conn.write(head)
 

@@ -43,7 +43,10 @@ class ResponseHead:
     names: list[str] = field(default_factory=list)  # the header names lower-cased, in the same order
     # the proxy's memo: the headers passed to the client with this drop set (filter_response); a head
     # is shared by the responses with the same bytes (_PLAIN_CACHE), so is this list: read only
-    passed: tuple[frozenset[str], list[tuple[str, str]]] | None = field(default=None, compare=False, repr=False)
+    # (and their header lines, encoded)
+    passed: tuple[frozenset[str], list[tuple[str, str]], bytes] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     def get(self, name: str) -> str | None:
         lname = name.lower()

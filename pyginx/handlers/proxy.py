@@ -267,7 +267,10 @@ class _Proxy:
             req.header_list if s.proxy_pass_request_headers else None,
             self._connection_header(),
             req.headers.get("upgrade") if self.upgrade else None,
-            self._framing(),
+            # the usual case of _framing, without the call
+            ph.NO_BODY
+            if not req.has_body and req.content_length is None and s.proxy_set_body is None
+            else self._framing(),
         )
 
     def _connection_header(self) -> str | None:
@@ -861,7 +864,9 @@ class _Proxy:
         """The proxy is finished with the request; called before the call that answers it, since that
         call may start another handler for it (error_page, X-Accel-Redirect)."""
         self.finished = True
-        self._unhook()
+        req = self.req
+        if req.on_client_closed == self._client_closed:  # _unhook, without the call
+            req.on_client_closed = None
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)

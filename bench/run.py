@@ -42,8 +42,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         choices=[s.name for s in scenarios.SCENARIOS],
         help="run only this scenario (repeatable); default: all",
     )
-    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 5, --quick 2)")
-    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 6, --quick 2)")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (default 10, --quick 2)")
+    parser.add_argument("--duration", type=float, help="seconds per wrk run (default 3, --quick 2)")
     parser.add_argument("--idle-connections", type=int, help="for the memory scenario (default 10000)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the servers and wrk to CPUs")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work directory")

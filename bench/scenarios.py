@@ -76,14 +76,15 @@ SCENARIOS = (
 
 @dataclass(frozen=True)
 class Params:
-    # Many short rounds rather than few long ones: each ratio compares runs seconds apart, and the
-    # median of five shrugs off a round that somebody else's burst of work spoiled.
-    rounds: int = 5
-    duration: float = 6.0
+    # Many short rounds rather than few long ones: each ratio compares runs a few seconds apart, and
+    # the median of ten shrugs off the rounds that somebody else's burst of work spoiled (on a shared
+    # machine, load comes and goes within seconds).
+    rounds: int = 10
+    duration: float = 3.0
     warmup: float = 3.0
     idle_connections: int = 10000
     pause: float = 1.0  # between runs: lets the previous run's connections close before the next
-    quiet_wait: float = 20.0  # before each round, wait up to this long for other people's load to pass
+    quiet_wait: float = 5.0  # before each round, wait up to this long for other people's load to pass
 
 
 @dataclass

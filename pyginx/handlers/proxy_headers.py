@@ -197,6 +197,20 @@ def _clean(value: str) -> str:
     return value
 
 
+def _own_lines(
+    lines: list[str], set_names: frozenset[str], connection: str | None, upgrade: str | None, framing: Framing
+) -> None:
+    """The proxy's own Connection, Upgrade and framing lines (unless proxy_set_header set them)."""
+    if connection and "connection" not in set_names:
+        lines.append(f"Connection: {connection}\r\n")
+    if upgrade and "upgrade" not in set_names:
+        lines.append(f"Upgrade: {_clean(upgrade)}\r\n")
+    if framing.kind == "length":
+        lines.append(f"Content-Length: {framing.length}\r\n")
+    elif framing.kind == "chunked":
+        lines.append("Transfer-Encoding: chunked\r\n")
+
+
 def build_request_head(
     *,
     method: str,
@@ -223,14 +237,7 @@ def build_request_head(
     for name, value in set_values:
         if value:
             lines.append(f"{name}: {_clean(value)}\r\n")
-    if connection and "connection" not in set_names:
-        lines.append(f"Connection: {connection}\r\n")
-    if upgrade and "upgrade" not in set_names:
-        lines.append(f"Upgrade: {_clean(upgrade)}\r\n")
-    if framing.kind == "length":
-        lines.append(f"Content-Length: {framing.length}\r\n")
-    elif framing.kind == "chunked":
-        lines.append("Transfer-Encoding: chunked\r\n")
+    _own_lines(lines, set_names, connection, upgrade, framing)
     if client_headers is not None:
         listed: set[str] = set()
         headers = list(client_headers)
@@ -291,15 +298,7 @@ class HeadTemplate:
                 value = next(rendered)
                 if value:
                     lines.append(f"{text}: {_clean(value)}\r\n")
-        set_names = self.set_names
-        if connection and "connection" not in set_names:
-            lines.append(f"Connection: {connection}\r\n")
-        if upgrade and "upgrade" not in set_names:
-            lines.append(f"Upgrade: {_clean(upgrade)}\r\n")
-        if framing.kind == "length":
-            lines.append(f"Content-Length: {framing.length}\r\n")
-        elif framing.kind == "chunked":
-            lines.append("Transfer-Encoding: chunked\r\n")
+        _own_lines(lines, self.set_names, connection, upgrade, framing)
         if client_headers is not None:
             self._client_lines(client_headers, lines)
         lines.append("\r\n")

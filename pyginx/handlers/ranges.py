@@ -32,6 +32,24 @@ FULL = RangeDecision("full")
 UNSATISFIABLE = RangeDecision("unsatisfiable")
 
 
+_CUTOFF, _CUTLIM = divmod(MAX_OFF_T, 10)
+
+
+def _number(s: str, p: int) -> tuple[int, int] | None:
+    """The decimal number at s[p] and the position after it; None when there is no digit there or
+    the value would overflow off_t (nginx's cutoff/cutlim test)."""
+    if not "0" <= s[p] <= "9":
+        return None
+    value = 0
+    while "0" <= s[p] <= "9":
+        digit = ord(s[p]) - 48
+        if value >= _CUTOFF and (value > _CUTOFF or digit > _CUTLIM):
+            return None
+        value = value * 10 + digit
+        p += 1
+    return value, p
+
+
 def parse(value: str, content_length: int, max_ranges: int | None = None) -> RangeDecision:
     """Parse a `Range` header value for a body of `content_length` bytes, as ngx_http_range_parse.
 
@@ -49,7 +67,6 @@ def parse(value: str, content_length: int, max_ranges: int | None = None) -> Ran
     total = 0
     remaining = limit
     found: list[tuple[int, int]] = []
-    cutoff, cutlim = divmod(MAX_OFF_T, 10)
 
     while True:
         start = 0
@@ -59,14 +76,10 @@ def parse(value: str, content_length: int, max_ranges: int | None = None) -> Ran
             p += 1
         open_ended = False
         if s[p] != "-":
-            if not "0" <= s[p] <= "9":
+            number = _number(s, p)
+            if number is None:
                 return UNSATISFIABLE
-            while "0" <= s[p] <= "9":
-                digit = ord(s[p]) - 48
-                if start >= cutoff and (start > cutoff or digit > cutlim):
-                    return UNSATISFIABLE
-                start = start * 10 + digit
-                p += 1
+            start, p = number
             while s[p] == " ":
                 p += 1
             if s[p] != "-":
@@ -82,14 +95,10 @@ def parse(value: str, content_length: int, max_ranges: int | None = None) -> Ran
             p += 1
 
         if not open_ended:
-            if not "0" <= s[p] <= "9":
+            number = _number(s, p)
+            if number is None:
                 return UNSATISFIABLE
-            while "0" <= s[p] <= "9":
-                digit = ord(s[p]) - 48
-                if end >= cutoff and (end > cutoff or digit > cutlim):
-                    return UNSATISFIABLE
-                end = end * 10 + digit
-                p += 1
+            end, p = number
             while s[p] == " ":
                 p += 1
             if s[p] not in ",\0":

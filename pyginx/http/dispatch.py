@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from pyginx.config.model import Location
 from pyginx.errors import HttpError
 from pyginx.http.variables import compile_template
-from pyginx.log import error_log
 
 if TYPE_CHECKING:
     from pyginx.http.request import Request
@@ -153,9 +152,6 @@ class Dispatcher:
             headers.append(("Content-Length", "0"))  # the header filter keeps it for a 304 it did not make
         req.respond(code, headers, text.encode("utf-8", "surrogateescape"))
 
-    @staticmethod
-    def log_traceback(message: str) -> None:
-        error_log().log("alert", message)
 
 
 _templates: dict[str, Callable[[Request], str]] = {}

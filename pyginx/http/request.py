@@ -8,7 +8,6 @@ of respond / send_error / redirect / internal_redirect / start..end / abort.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -464,5 +463,3 @@ class Request:
         """Hand the raw client transport to a handler (Upgrade tunnels); see HttpConnection.detach."""
         return self.conn.detach(self)
 
-    def file_path_hint(self) -> str:
-        return os.path.join(self.settings.root, self.uri.lstrip("/"))

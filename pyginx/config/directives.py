@@ -18,9 +18,10 @@ default), `types` as YAML mapping in either direction (mime -> extensions, or ex
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
+from pyginx import modules
 from pyginx.config import listen, logs, parsers, upstream
 from pyginx.config.parsers import (
     Fields,
@@ -38,7 +39,7 @@ from pyginx.config.parsers import (
 from pyginx.config.values import Context, Env, Val
 from pyginx.errors import ConfigError
 
-Target = Literal["main", "events", "http", "settings", "server", "upstream", "block"]
+Target = Literal["main", "events", "http", "settings", "server", "upstream", "block", "module"]
 
 MAIN: frozenset[Context] = frozenset({"main"})
 EVENTS: frozenset[Context] = frozenset({"events"})
@@ -57,6 +58,9 @@ class Directive:
     contexts: frozenset[Context]
     target: Target
     parse: Parser | None = None
+    module: str | None = None  # target "module": the module whose conf the fields go to
+    ordered: bool = False  # repeated in one block: the values accumulate in file order
+    templated: bool = False  # the value may hold $variables (checked against the registry at load)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -148,7 +152,6 @@ DIRECTIVES: tuple[Directive, ...] = (
     _s("tcp_nopush", HTTP_ALL, flag("tcp_nopush")),
     _s("sendfile_max_chunk", HTTP_ALL, size("sendfile_max_chunk")),
     # ---- responses and redirects
-    _s("return", SRV_LOC, parsers.p_return),
     _s("error_page", HTTP_ALL, parsers.p_error_page),
     _s("recursive_error_pages", HTTP_ALL, flag("recursive_error_pages")),
     _s("server_tokens", HTTP_ALL, parsers.p_server_tokens),
@@ -216,8 +219,43 @@ DIRECTIVES: tuple[Directive, ...] = (
     _d("health_check", UPS, "upstream", upstream.p_health_check),  # pyginx
 )
 
+# Directives nginx also allows inside a location's `if` block (NGX_HTTP_LIF_CONF); a server's `if`
+# takes only the rewrite module's directives.
+IF_ALLOWED = frozenset(
+    {
+        "root", "sendfile", "access_log", "add_header", "expires", "error_page", "proxy_pass",
+        "log_not_found", "limit_rate", "gzip", "default_type", "aio",
+    }
+)
+
+# directives whose whole value is a template with $variables (the loader checks the names)
+TEMPLATED = frozenset(
+    {
+        "add_header", "proxy_set_header", "log_format", "try_files", "proxy_pass", "error_page",
+        "root", "alias", "hash", "proxy_set_body", "access_log",
+    }
+)
+
+
+def _core_entry(entry: Directive) -> Directive:
+    contexts = entry.contexts
+    if entry.name in IF_ALLOWED and "location" in contexts:
+        contexts = contexts | {"if"}
+    return replace(entry, contexts=contexts, templated=entry.name in TEMPLATED)
+
+
+def _module_entries() -> tuple[Directive, ...]:
+    out: list[Directive] = []
+    for module in modules.ALL:
+        for d in module.directives:
+            out.append(Directive(d.name, d.contexts, "module", d.parse, module.name, d.ordered, d.templated))
+    return tuple(out)
+
+
+ALL_DIRECTIVES: tuple[Directive, ...] = (*(_core_entry(d) for d in DIRECTIVES), *_module_entries())
+
 BY_NAME: dict[str, tuple[Directive, ...]] = {}
-for _entry in DIRECTIVES:
+for _entry in ALL_DIRECTIVES:
     BY_NAME[_entry.name] = (*BY_NAME.get(_entry.name, ()), _entry)
 del _entry
 

@@ -9,9 +9,11 @@ directives (`proxy_pass` checks whether it stands in a regex or named location).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
-from pyginx.config import directives, listen, locations, logs, merge, upstream
+from pyginx import modules
+from pyginx.config import directives, listen, locations, logs, merge, upstream, varcheck
 from pyginx.config.directives import Target
 from pyginx.config.model import (
     AccessLog,
@@ -39,6 +41,7 @@ class Block:
 
     fields: dict[Target, Fields] = field(default_factory=dict)
     blocks: dict[str, tuple[YScalar, YNode]] = field(default_factory=dict)
+    modules: dict[str, Fields] = field(default_factory=dict)  # module name -> conf fields
 
     def of(self, target: Target) -> Fields:
         return self.fields.get(target, {})
@@ -58,7 +61,18 @@ def read_block(node: YMap, context: Context, env: Env) -> Block:
     items = sorted(node.items, key=lambda kv: kv[0].raw not in _FIRST)  # stable: file order otherwise
     for key, value in items:
         name = key.raw
+        if _IF_KEY.match(name):
+            name = "if"  # `if ($cond)`: the condition is in the key (CONFIG.md)
         entry = directives.lookup(name, context, env.file, key.line)
+        if entry.templated:
+            env.use_vars(_text_of(value), key.line)
+        if entry.target == "module":
+            assert entry.parse is not None and entry.module is not None
+            got = entry.parse(Val(name, value, key.line, env.file, key.raw), env)
+            mod = block.modules.setdefault(entry.module, {})
+            for k, v in got.items():
+                mod[k] = mod[k] + v if entry.ordered and k in mod else v
+            continue
         if entry.target == "block":
             block.blocks[name] = (key, value)
             continue
@@ -78,6 +92,28 @@ def read_block(node: YMap, context: Context, env: Env) -> Block:
             raise ConfigError("load balancing method redefined", env.file, key.line)
         target.update(got)
     return block
+
+
+_IF_KEY = re.compile(r"if\s*\(")
+
+
+def _text_of(node: YNode) -> str:
+    """Every scalar under a YAML value, for the variable check."""
+    if isinstance(node, YScalar):
+        return node.text if node.value is not None else ""
+    if isinstance(node, YSeq):
+        return " ".join(_text_of(i) for i in node.items)
+    if isinstance(node, YMap):
+        return " ".join(_text_of(k) + " " + _text_of(v) for k, v in node.items)
+    return ""
+
+
+def _resolve(settings: HttpSettings, env: Env) -> HttpSettings:
+    """The modules' post-merge step for one level (the rewrite module builds its `if` blocks here)."""
+    for m in modules.ALL:
+        if m.resolve is not None:
+            settings = m.resolve(settings, env)
+    return settings
 
 
 def _line_of(node: YMap, name: str) -> int:
@@ -114,6 +150,7 @@ def load(path: str, prefix: str) -> MainConfig:
     if "http" in main.blocks:
         key, node = main.blocks["http"]
         http = _http(_as_map(node, '"http"', env, key.line), env, warnings)
+        varcheck.check(env)
     return MainConfig(
         file=file,
         prefix=prefix,
@@ -133,7 +170,7 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
         root=env.path("html"),
         access_log=(AccessLog(path=env.path("logs/access.log"), format_name="combined"),),
     )
-    settings = merge.apply(base, block.of("settings"))
+    settings = merge.apply(base, block.of("settings"), block.modules)
     servers: list[Server] = []
     if "servers" in block.blocks:
         key, snode = block.blocks["servers"]
@@ -166,7 +203,7 @@ def _upstreams(key: YScalar, node: YNode, env: Env) -> None:
 def _server(node: YMap, http: HttpSettings, env: Env) -> Server:
     env.location = None
     block = read_block(node, "server", env)
-    settings = merge.apply(http, block.of("settings"))
+    settings = _resolve(merge.apply(http, block.of("settings"), block.modules), env)
     pos = SourcePos(env.file, node.line)
     locs: tuple[Location, ...] = ()
     if "locations" in block.blocks:
@@ -220,8 +257,10 @@ def _location(
     head, regex = locations.parse_head(mval)
     locations.check_nesting(mval, head, parent_head)
     env.location = head
+    if regex is not None:
+        env.define_regex_captures(regex.pattern)
     block = read_block(node, "location", env)
-    settings = merge.apply_location(parent, server, block.of("settings"))
+    settings = _resolve(merge.apply_location(parent, server, block.of("settings"), block.modules), env)
     nested: tuple[Location, ...] = ()
     if "locations" in block.blocks:
         nested = _locations(*block.blocks["locations"], settings, server, head, env)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 # ---------------------------------------------------------------------------------------------------------
 # small value types
@@ -207,7 +207,6 @@ class HttpSettings:
     sendfile_max_chunk: int = 2 * 1024 * 1024
 
     # responses and redirects
-    return_: Return | None = None  # `return` (server or location)
     error_page: tuple[tuple[int, str, int | None], ...] = ()  # (code, uri, override code from "=NNN")
     recursive_error_pages: bool = False
     server_tokens: bool = True
@@ -266,6 +265,20 @@ class HttpSettings:
     proxy_intercept_errors: bool = False
     proxy_ignore_client_abort: bool = False
     proxy_set_body: str | None = None
+
+    # the confs of the modules under pyginx/modules/, by module name (see pyginx/module.py): each
+    # a frozen dataclass merged down the levels like the fields above
+    modules: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def conf(self, module: str) -> Any:
+        """The conf of module `module` at this level (its defaults when the settings were built
+        in code rather than by the loader)."""
+        found = self.modules.get(module)
+        if found is None:
+            from pyginx.config.merge import default_modules  # the registry imports this module
+
+            found = default_modules()[module]
+        return found
 
 
 # ---------------------------------------------------------------------------------------------------------

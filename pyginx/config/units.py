@@ -26,6 +26,9 @@ _TIME_PART_RE = re.compile(r"\s*(\d+)(ms|[yMwdhms]?)\s*")
 _MAX_TIME = float(2**63 // 1000)  # nginx keeps msec in an off_t-sized integer
 
 
+_CONTROL_ESCAPES = {"t": "\t", "r": "\r", "n": "\n"}
+
+
 def split_args(text: str) -> list[str]:
     """Split an nginx argument string on whitespace, honouring "..." and '...' quotes.
 
@@ -42,8 +45,14 @@ def split_args(text: str) -> list[str]:
         if ch in "\"'":
             quote, i, buf = ch, i + 1, []
             while i < n and text[i] != quote:
-                if text[i] == "\\" and i + 1 < n and text[i + 1] in (quote, "\\"):
-                    i += 1
+                if text[i] == "\\" and i + 1 < n:
+                    nxt = text[i + 1]
+                    if nxt in _CONTROL_ESCAPES:  # nginx turns \t \r \n into the characters
+                        buf.append(_CONTROL_ESCAPES[nxt])
+                        i += 2
+                        continue
+                    if nxt in (quote, "\\"):
+                        i += 1
                 buf.append(text[i])
                 i += 1
             if i >= n:

@@ -9,6 +9,7 @@ upstream registry that `proxy_pass` resolves against.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -18,7 +19,11 @@ from pyginx.config.units import split_args
 from pyginx.config.yamlload import YMap, YNode, YScalar, YSeq
 from pyginx.errors import ConfigError
 
-Context = Literal["main", "events", "http", "server", "location", "upstream"]
+# "if": inside a location's `if` block; "sif": inside a server's `if` block
+_VAR_USE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_NAMED_GROUP = re.compile(r"\(\?P?<(\w+)>")
+
+Context = Literal["main", "events", "http", "server", "location", "upstream", "if", "sif"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Val:
     node: YNode
     line: int  # the line of the directive's key
     file: str
+    key: str = ""  # the key as written, when it carries more than the name (`if ($x)`)
 
     # ---- errors, in nginx's wording
 
@@ -143,6 +149,22 @@ class Env:
     location: LocationHead | None = None
     log_formats: dict[str, str] = field(default_factory=dict)
     upstreams: dict[str, Upstream] = field(default_factory=dict)
+    # variables: each use (name, file, line), checked against the registry once everything is read;
+    # the names the configuration itself defines (set, map, named regex captures)
+    used_vars: list[tuple[str, str, int]] = field(default_factory=list)
+    defined_vars: set[str] = field(default_factory=set)
+
+    def use_vars(self, text: str, line: int) -> None:
+        """Record the $variables of a template written at `line` (checked at the end of loading)."""
+        if "$" not in text:
+            return
+        for m in _VAR_USE.finditer(text):
+            self.used_vars.append((m.group(1) or m.group(2), self.file, line))
+
+    def define_regex_captures(self, pattern: str) -> None:
+        """Named captures of a regex become variables, as in nginx (ngx_regex_compile)."""
+        for m in _NAMED_GROUP.finditer(pattern):
+            self.defined_vars.add(m.group(1).lower())
 
     def path(self, path: str) -> str:
         """Relative paths resolve against the prefix, as nginx's ngx_conf_full_name does.

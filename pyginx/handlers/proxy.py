@@ -30,7 +30,6 @@ from pyginx.errors import HttpError, UpstreamError, UpstreamInvalidHeader
 from pyginx.handlers import proxy_headers as ph
 from pyginx.handlers.proxy_plan import Plan, hash_key, plan_for, resolve_upstream
 from pyginx.handlers.proxy_tunnel import Tunnel, switching_head
-from pyginx.http.dispatch import Dispatcher
 from pyginx.http.headers import encode_lines
 from pyginx.http.variables import compile_template
 from pyginx.upstream.attempts import Attempt, Attempts, final_status, may_retry, replayable
@@ -834,7 +833,7 @@ class _Proxy:
         self._free(PeerState.OK)
         self._set_vars()
         self._done()
-        Dispatcher.fail(self.req, exc.status, None)
+        self.req.fail(exc.status, None)
 
     def _fail_response(self, status: int) -> None:
         self._set_vars()
@@ -882,7 +881,7 @@ class _Proxy:
         self._abort_conn()
         self._free(PeerState.OK)
         self._done()
-        Dispatcher.fail(self.req, 500, exc)  # logs the traceback even when the response is over
+        self.req.fail(500, exc)  # logs the traceback even when the response is over
 
     # ------------------------------------------------------------------ deadlines
 
@@ -928,7 +927,7 @@ class _Proxy:
         self._done()
         req.keep_alive = False
         if exc is not None:
-            Dispatcher.fail(req, 500, exc)
+            req.fail(500, exc)
         elif req.client_closed:
             req.abort()
         else:

@@ -231,6 +231,11 @@ def handle(req: Request) -> Awaitable[None] | None:
 # ------------------------------------------------------------------ try_files
 
 
+def try_files_phase(req: Request) -> bool:
+    """try_files for a location another handler serves (proxy_pass): True = go on with req.uri."""
+    return _try_files(_Ctx(req))
+
+
 def _try_files(ctx: _Ctx) -> bool:
     """nginx's try_files phase. True: go on with ctx.uri; False: the request is answered/redirected."""
     req = ctx.req

@@ -126,6 +126,9 @@ class HttpConnection(asyncio.Protocol):
     server_port: int
     requests: int
 
+    # the request scheme ($scheme, redirects); a TLS connection says "https"
+    scheme = "http"
+
     def __init__(self, ctx: ServerContext, listen_key: tuple[str, int, str | None]) -> None:
         self.ctx = ctx
         self.listen_key = listen_key

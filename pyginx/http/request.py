@@ -8,7 +8,9 @@ of respond / send_error / redirect / internal_redirect / start..end / abort.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -148,6 +150,10 @@ class Request:
     # the proxy's $upstream_* variables, not yet in `vars`: computed and merged into `vars` when a
     # variable named upstream_* is first read (most requests never read them)
     upstream_vars: Callable[[], dict[str, str]] | None = None
+    # the location's output header filters (pyginx/module.py), None when it has none
+    filters: tuple[Any, ...] | None = None
+    # set by a header filter that transforms the body: (data, last) -> data
+    body_filter: Callable[[bytes, bool], bytes] | None = None
 
     def __init__(
         self, conn: HttpConnection, method: str, request_uri: str, http_minor: int, version: str = ""
@@ -257,6 +263,9 @@ class Request:
         if self.expect_continue:
             self.send_continue()
         headers = headers if headers is not None else []
+        if self.filters is not None:
+            status, headers, body = self._filter_whole(status, headers, body)
+            has_length, encoded = False, None
         length: int | None = len(body)
         if has_length is None:
             for name, _value in headers:
@@ -276,6 +285,11 @@ class Request:
     def respond_prebuilt(self, status: int, header_block: bytes, body: bytes, length: int) -> None:
         """Fast path for cached static files: header_block holds the entity headers (CRLF-terminated)."""
         if self.finished or self.head_sent:
+            return
+        if self.filters is not None:  # the location's output filters see every response
+            lines = header_block.decode("latin-1").split("\r\n")
+            pairs = [tuple(line.split(": ", 1)) for line in lines if line]
+            self.respond(status, [(k, v) for k, v in pairs], body)
             return
         if self.expect_continue:
             self.send_continue()
@@ -302,13 +316,40 @@ class Request:
         `encoded`: as for respond()."""
         if self.expect_continue:
             self.send_continue()
+        if self.filters is not None:
+            for f in self.filters:
+                status, headers, content_length = f.head(self, status, headers, content_length)
+            encoded = None
         head = self._head_bytes(status, headers, content_length, encoded)
         self.bytes_sent += len(head)
         self.conn.write(head)
 
+    def _filter_whole(
+        self, status: int, headers: list[tuple[str, str]], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The output filters over a response whose whole body is in hand."""
+        assert self.filters is not None
+        headers = [h for h in headers if h[0].lower() != "content-length"]
+        length: int | None = len(body)
+        for f in self.filters:
+            status, headers, length = f.head(self, status, headers, length)
+        bf = self.body_filter
+        if bf is not None:
+            self.body_filter = None
+            body = bf(body, True)
+        return status, headers, body
+
     def write(self, data: bytes) -> None:
         if self.head_only or not data or self.finished:
             return
+        bf = self.body_filter
+        if bf is not None:
+            data = bf(data, False)
+            if not data:
+                return
+        self._write_raw(data)
+
+    def _write_raw(self, data: bytes) -> None:
         n = len(data)
         self.body_bytes_sent += n
         if self._chunked_out:
@@ -327,6 +368,16 @@ class Request:
     async def sendfile(self, fd: int, offset: int, count: int) -> None:
         if self.head_only or count <= 0:
             return
+        if self.body_filter is not None:  # a filter must see the bytes: read them
+            end = offset + count
+            while offset < end:
+                chunk = os.pread(fd, min(65536, end - offset), offset)
+                if not chunk:
+                    raise ConnectionAbortedError("file truncated while sending")
+                offset += len(chunk)
+                self.write(chunk)
+                await self.drain()
+            return
         sent = await self.conn.sendfile(fd, offset, count)
         self.bytes_sent += sent
         self.body_bytes_sent += sent
@@ -336,6 +387,12 @@ class Request:
     def end(self) -> None:
         if self.finished:
             return
+        bf = self.body_filter
+        if bf is not None:
+            self.body_filter = None
+            tail = bf(b"", True)
+            if tail and not self.head_only:
+                self._write_raw(tail)
         if self._chunked_out:
             self.bytes_sent += 5
             self.conn.write(b"0\r\n\r\n")
@@ -393,6 +450,19 @@ class Request:
             body += MSIE_PADDING
         self.out_headers = []
         self.respond(status, headers, body)
+
+    def fail(self, status: int, exc: BaseException | None) -> None:
+        """End the request after an error in a handler: an error page when nothing was sent yet, a
+        truncated response otherwise; a handler's exception is logged with its traceback."""
+        if exc is not None:
+            tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).rstrip()
+            self.log_error("alert", f"unexpected error in handler: {exc!r}\n{tb}")
+        if self.finished:
+            return
+        if self.head_sent:
+            self.abort()
+        else:
+            self.send_error(status)
 
     def send_continue(self) -> None:
         """`100 Continue` before a response that leaves the body unread: nginx's

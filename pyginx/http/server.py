@@ -15,7 +15,7 @@ from typing import Any
 from pyginx.config.model import Http, HttpSettings, Location, MainConfig, Server
 from pyginx.http.accesslog import AccessLogs
 from pyginx.http.connection import HttpConnection
-from pyginx.http.dispatch import Dispatcher
+from pyginx.http.phases import PhaseEngine, apply_location
 from pyginx.http.request import Request
 from pyginx.http.router import ListenKey, LocationTable, ServerTable, build_server_tables
 from pyginx.log import error_log
@@ -36,10 +36,10 @@ class ServerContext:
         self.location_tables: dict[int, LocationTable] = {
             id(s): LocationTable.build(s.locations) for s in http.servers
         }
+        self.phases = PhaseEngine(self.location_tables)
         self.default_server: Server = http.servers[0]
         self.access_logs = AccessLogs(http.log_formats)
         self.logging = _any_access_log(http)  # False: request_done skips the access-log step
-        self.dispatcher = Dispatcher()
         self.connections: set[HttpConnection] = set()
         self._conn_counter = 0
         self.accepting_closed = False
@@ -78,22 +78,12 @@ class ServerContext:
         self.dispatch(req, first=True)
 
     def dispatch(self, req: Request, first: bool = False) -> None:
-        table = self.location_tables.get(id(req.server))
-        if table is None:
-            req.send_error(500)
-            return
-        if not self.dispatcher.route(req, table):
-            return
-        if first and req.content_length is not None:
-            limit = req.settings.client_max_body_size
-            if limit and req.content_length > limit:
-                req.log_error(
-                    "error", f"client intended to send too large body: {req.content_length} bytes"
-                )
-                req.keep_alive = False
-                req.send_error(413)
-                return
-        self.dispatcher.run(req)
+        """A new request or an internal redirect (see pyginx/http/phases.py)."""
+        self.phases.start(req, first)
+
+    def search_again(self, req: Request) -> None:
+        """The URI changed in the rewrite phase: search the location again."""
+        self.phases.search_again(req)
 
     def dispatch_named(self, req: Request, name: str) -> None:
         table = self.location_tables.get(id(req.server))
@@ -108,8 +98,8 @@ class ServerContext:
         if req.redirects > 10:
             req.send_error(500)
             return
-        self.dispatcher.apply_location(req, loc)
-        self.dispatcher.run(req)
+        apply_location(req, loc)
+        self.phases.run_location(req)
 
     def log_request(self, req: Request) -> None:
         if not self.logging:

@@ -167,8 +167,11 @@ BUILTIN: dict[str, Getter] = {
     "server_port": lambda r: str(r.conn.server_port) if r.conn.server_port else "",
     "server_name": lambda r: r.server.primary_name,
     "server_protocol": lambda r: r.protocol,
-    "scheme": lambda r: "http",
-    "https": lambda r: "",
+    "scheme": lambda r: r.conn.scheme,
+    "https": lambda r: "on" if r.conn.scheme == "https" else "",
+    "binary_remote_addr": lambda r: _binary_addr(r.conn.client_addr),
+    "request_id": lambda r: _request_id(r),
+    "request_completion": lambda r: "OK" if r.finished and r.status else "",
     "request_method": lambda r: r.method,
     "request": _request_line,
     "status": lambda r: f"{r.status:03d}",
@@ -194,21 +197,100 @@ BUILTIN: dict[str, Getter] = {
 }
 
 
+def _binary_addr(addr: str) -> str:
+    """$binary_remote_addr: the address's bytes (4 or 16), carried in a str as latin-1."""
+    try:
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        return socket.inet_pton(family, addr).decode("latin-1")
+    except (OSError, ValueError):
+        return addr
+
+
+def _request_id(req: Request) -> str:
+    """$request_id: 16 random bytes in hex, fixed for the request once read."""
+    rid = req.vars.get("request_id")
+    if rid is None:
+        rid = req.vars["request_id"] = os.urandom(16).hex()
+    return rid
+
+
+# `$http_user_agent`, `$arg_id`, ...: the prefix families of the core
+PREFIXES: dict[str, Callable[[str], Getter]] = {
+    "http_": _header,
+    "arg_": _arg,
+    "cookie_": _cookie,
+    "sent_http_": _sent_header,
+}
+
+# names filled in `req.vars` while a request runs (by the proxy, the parser), known to the registry
+RUNTIME_NAMES = frozenset(
+    {
+        "upstream_addr",
+        "upstream_status",
+        "upstream_response_time",
+        "upstream_connect_time",
+        "upstream_header_time",
+        "upstream_bytes_received",
+        "upstream_bytes_sent",
+        "upstream_response_length",
+        "proxy_host",
+        "proxy_port",
+        "proxy_add_x_forwarded_for",
+        "proxy_internal_body_length",
+        "proxy_internal_chunked",
+    }
+)
+
+# variables a running configuration defines (map, geo, split_clients): set by their modules when a
+# worker starts serving a configuration, replaced at the next one
+_dynamic: dict[str, Getter] = {}
+
+
+def set_dynamic(getters: dict[str, Getter]) -> None:
+    _dynamic.clear()
+    _dynamic.update(getters)
+
+
+def _module_getter(name: str) -> Getter | None:
+    from pyginx import modules
+
+    for m in modules.ALL:
+        found = m.variables.get(name)
+        if found is not None:
+            return found
+        for prefix, factory in m.prefixed.items():
+            if name.startswith(prefix):
+                return factory(name[len(prefix) :])
+    return None
+
+
 def getter(name: str) -> Getter:
-    """The getter for variable `name` (without `$`)."""
+    """The getter for variable `name` (without `$`): core, then modules, then the configuration's own
+    (map and the like), then `req.vars` (set, the proxy's $upstream_*) and regex captures."""
     name = name.lower() if not name.isdigit() else name
     found = BUILTIN.get(name)
     if found is not None:
         return found
-    if name.startswith("http_"):
-        return _header(name[5:])
-    if name.startswith("arg_"):
-        return _arg(name[4:])
-    if name.startswith("cookie_"):
-        return _cookie(name[7:])
-    if name.startswith("sent_http_"):
-        return _sent_header(name[10:])
+    for prefix, factory in PREFIXES.items():
+        if name.startswith(prefix):
+            return factory(name[len(prefix) :])
+    found = _module_getter(name)
+    if found is not None:
+        return found
+    dynamic = _dynamic.get(name)
+    if dynamic is not None:
+        return _late(name)
     return _fallback(name)
+
+
+def _late(name: str) -> Getter:
+    """A configuration-defined variable, looked up at each use (a single-process reload replaces it)."""
+
+    def get(req: Request) -> str:
+        found = _dynamic.get(name)
+        return found(req) if found is not None else req.vars.get(name, "")
+
+    return get
 
 
 def parse_template(text: str) -> list[str | Getter]:

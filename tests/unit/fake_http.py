@@ -18,6 +18,7 @@ from pyginx.config.model import (
 )
 from pyginx.http.connection import HttpConnection
 from pyginx.http.server import ServerContext
+from pyginx.modules.rewrite import ReturnOp, with_script
 
 KEY = ("127.0.0.1", 8080, None)
 
@@ -70,10 +71,9 @@ class FakeTransport:
 
 
 def make_config(**settings: Any) -> MainConfig:
-    base = HttpSettings(return_=Return(200, "ok $request_method $uri"), access_log=(AccessLog(None),))
-    if settings:
-        base = HttpSettings(**{**{"return_": base.return_, "access_log": base.access_log}, **settings})
-    server = Server((ListenAddr("127.0.0.1", 8080),), ("localhost",), base, (Location("", "/", base),))
+    base = HttpSettings(**{"access_log": (AccessLog(None),), **settings})
+    answer = with_script(base, ReturnOp(Return(200, "ok $request_method $uri")))
+    server = Server((ListenAddr("127.0.0.1", 8080),), ("localhost",), base, (Location("", "/", answer),))
     return MainConfig(file="test.yaml", prefix="/tmp", http=Http(base, (server,), {}, {}))
 
 

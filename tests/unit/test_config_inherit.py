@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pyginx.config import MainConfig, load_config
 from pyginx.config.model import HeaderValue, Location, Return, Server, TryFiles
+from pyginx.modules.rewrite import returns_of
 
 
 def load(tmp_path: Path, text: str) -> MainConfig:
@@ -116,15 +117,17 @@ def test_location_own_directives_are_not_inherited(tmp_path: Path) -> None:
     assert server.settings.try_files == TryFiles(("$uri",), "/server.html")
     p = find(server.locations, "/p/")
     assert p.settings.proxy_pass is not None and p.settings.internal
-    assert p.settings.return_ == Return(403)
+    assert returns_of(p.settings) == (Return(403),)
     nested = p.locations[0].settings
     assert nested.proxy_pass is None and nested.internal is False
-    assert nested.return_ is None and nested.try_files is None
+    assert returns_of(nested) == () and nested.try_files is None
     # server-level try_files applies only when no location matches, as in nginx
     assert find(server.locations, "/plain/").settings.try_files is None
 
 
-def test_server_return_wins_in_every_location(tmp_path: Path) -> None:
+def test_server_return_runs_in_the_server_rewrite_phase(tmp_path: Path) -> None:
+    """A server's `return` stays in the server's script (run before any location is chosen, so it
+    wins everywhere); locations keep their own scripts."""
     cfg = load(
         tmp_path,
         """
@@ -140,9 +143,9 @@ def test_server_return_wins_in_every_location(tmp_path: Path) -> None:
     )
     (server,) = servers(cfg)
     want = Return(301, "https://example.com$request_uri")
-    assert server.settings.return_ == want
-    assert server.locations[0].settings.return_ == want
-    assert server.locations[0].locations[0].settings.return_ == want
+    assert returns_of(server.settings) == (want,)
+    assert returns_of(server.locations[0].settings) == (Return(404),)
+    assert returns_of(server.locations[0].locations[0].settings) == ()
 
 
 def test_root_and_alias_merge_as_one(tmp_path: Path) -> None:

@@ -208,6 +208,7 @@ def test_proxy_pass_with_variables_is_not_resolved(tmp_path: Path, _fake_dns: li
                 - location: '~ ^/v/'
                   proxy_pass: http://$host:8080$request_uri
                 - location: /w/
+                  set: {$backend: "http://127.0.0.1:9000"}
                   proxy_pass: $backend
         """,
     )

@@ -21,6 +21,7 @@ from pyginx.config.model import (
     SourcePos,
     TryFiles,
 )
+from pyginx.modules.rewrite import returns_of
 
 
 def location_settings(tmp_path: Path, body: str) -> HttpSettings:
@@ -167,7 +168,8 @@ def test_field(tmp_path: Path, line: str, field: str, expected: Any) -> None:
     settings = location_settings(tmp_path, line)
     if isinstance(expected, ErrorLog) and expected.path is not None:
         expected = ErrorLog(path=expected.path.format(p=tmp_path), level=expected.level)
-    assert getattr(settings, field) == expected
+    actual = returns_of(settings)[0] if field == "return_" else getattr(settings, field)
+    assert actual == expected
 
 
 def test_keepalive_timeout_with_header_timeout(tmp_path: Path) -> None:

@@ -1,0 +1,25 @@
+"""The modules: one file each, declaring directives, variables and phase handlers (pyginx/module.py).
+
+`ALL` is the registry, in the order the modules' handlers run within a phase and their filters wrap
+the response (as nginx's ngx_modules[] order decides). Module files import only configuration code
+and pyginx.module at their top; runtime code (handlers/, upstream/) is imported where it runs.
+"""
+
+from __future__ import annotations
+
+from pyginx.module import Module
+from pyginx.modules import proxy, rewrite, static, try_files
+
+ALL: tuple[Module, ...] = (
+    rewrite.MODULE,
+    try_files.MODULE,
+    proxy.MODULE,
+    static.MODULE,
+)
+
+
+def by_name(name: str) -> Module:
+    for m in ALL:
+        if m.name == name:
+            return m
+    raise KeyError(name)

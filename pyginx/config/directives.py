@@ -21,7 +21,6 @@ import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyginx import modules
 from pyginx.config import listen, logs, parsers, upstream
 from pyginx.config.parsers import (
     Fields,
@@ -245,6 +244,8 @@ def _core_entry(entry: Directive) -> Directive:
 
 
 def _module_entries() -> tuple[Directive, ...]:
+    from pyginx import modules  # the registry's files import configuration code: see by_name()
+
     out: list[Directive] = []
     for module in modules.ALL:
         for d in module.directives:
@@ -252,17 +253,21 @@ def _module_entries() -> tuple[Directive, ...]:
     return tuple(out)
 
 
-ALL_DIRECTIVES: tuple[Directive, ...] = (*(_core_entry(d) for d in DIRECTIVES), *_module_entries())
+_by_name: dict[str, tuple[Directive, ...]] = {}
 
-BY_NAME: dict[str, tuple[Directive, ...]] = {}
-for _entry in ALL_DIRECTIVES:
-    BY_NAME[_entry.name] = (*BY_NAME.get(_entry.name, ()), _entry)
-del _entry
+
+def by_name() -> dict[str, tuple[Directive, ...]]:
+    """The whole table, core and modules, by name. Built at first use: the module registry imports
+    configuration code (parsers, the model), so it cannot be read while this module is imported."""
+    if not _by_name:
+        for entry in (*(_core_entry(d) for d in DIRECTIVES), *_module_entries()):
+            _by_name[entry.name] = (*_by_name.get(entry.name, ()), entry)
+    return _by_name
 
 
 def lookup(name: str, context: Context, file: str, line: int) -> Directive:
     """The entry for `name` in `context`, or nginx's error for an unknown or misplaced directive."""
-    entries = BY_NAME.get(name)
+    entries = by_name().get(name)
     if not entries:
         raise ConfigError(f'unknown directive "{name}"', file, line)
     for entry in entries:

@@ -12,6 +12,7 @@ import socket
 import time
 from typing import Any
 
+from pyginx import modules
 from pyginx.config.model import Http, HttpSettings, Location, MainConfig, Server
 from pyginx.http.accesslog import AccessLogs
 from pyginx.http.connection import HttpConnection
@@ -42,11 +43,27 @@ class ServerContext:
         self.logging = _any_access_log(http)  # False: request_done skips the access-log step
         self.connections: set[HttpConnection] = set()
         self._conn_counter = 0
+        self._modules_stopped = False
         self.accepting_closed = False
         self.graceful_keep_idle = False
         self.close_idle_now = False
         self.max_connections = config.events.worker_connections
         self.idle_waiter: asyncio.Future[None] | None = None
+        for m in modules.ALL:  # the modules' per-worker state for this configuration
+            if m.init_worker is not None:
+                m.init_worker(self)
+
+    def stop_modules(self) -> None:
+        """The modules' exit_worker hooks, once, when this configuration stops serving here."""
+        if self._modules_stopped:
+            return
+        self._modules_stopped = True
+        for m in modules.ALL:
+            if m.exit_worker is not None:
+                try:
+                    m.exit_worker(self)
+                except Exception as exc:  # one module's cleanup must not stop the others'
+                    error_log().log("alert", f"exit_worker of module {m.name} failed: {exc!r}")
 
     def next_conn_id(self) -> int:
         self._conn_counter += 1
@@ -220,6 +237,7 @@ class HttpServer:
             self._sweeper = None
         if self.ctx is not None:
             self.ctx.access_logs.flush()
+            self.ctx.stop_modules()
 
     def flush_logs(self) -> None:
         if self.ctx is not None:

@@ -123,9 +123,16 @@ class Val:
 
 
 def check_duplicates(node: YMap, file: str, message: Callable[[str], str]) -> None:
-    """Raise for a key repeated in one mapping; `message(key)` words it for what the mapping holds."""
-    if node.duplicate is not None:
-        raise ConfigError(message(node.duplicate.raw), file, node.duplicate.line)
+    """Raise for a key repeated in one mapping; `message(key)` words it for what the mapping holds.
+
+    When `include` brought the two from different files, the message names the first place too."""
+    dup = node.duplicate
+    if dup is not None:
+        text = message(dup.raw)
+        first = node.first_key(dup.raw)
+        if first is not None and first.file and dup.file and first.file != dup.file:
+            text += f" (first set in {first.file}:{first.line})"
+        raise ConfigError(text, dup.file or file, dup.line)
 
 
 @dataclass(frozen=True)

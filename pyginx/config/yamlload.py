@@ -24,6 +24,7 @@ class YScalar:
     raw: str  # the text as written (for quoted strings: the string itself)
     line: int
     quoted: bool = False
+    file: str = ""  # the file it was read from (an included file's nodes name their own)
 
     @property
     def text(self) -> str:
@@ -39,6 +40,7 @@ class YScalar:
 class YSeq:
     items: list[YNode]
     line: int
+    file: str = ""
 
 
 @dataclass
@@ -46,10 +48,24 @@ class YMap:
     items: list[tuple[YScalar, YNode]]
     line: int
     duplicate: YScalar | None = None  # the second occurrence of the first repeated key
+    file: str = ""
     _index: dict[str, YNode] = field(default_factory=dict, repr=False)
 
     def get(self, key: str) -> YNode | None:
         return self._index.get(key)
+
+    def first_key(self, name: str) -> YScalar | None:
+        """The key `name` as first written (to name the earlier place of a duplicate)."""
+        return next((k for k, _ in self.items if k.raw == name), None)
+
+    def put(self, key: YScalar, value: YNode) -> None:
+        """Append a pair; a key already present is recorded as the duplicate (the first one wins)."""
+        if key.raw in self._index:
+            if self.duplicate is None:
+                self.duplicate = key
+            return
+        self._index[key.raw] = value
+        self.items.append((key, value))
 
 
 YNode = YScalar | YSeq | YMap
@@ -115,14 +131,16 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: str) -> YNode:
             value = node.value
         if not isinstance(value, str | int | float | bool) and value is not None:
             value = node.value  # dates and other YAML types: only their text matters here
-        return YScalar(value=value, raw=str(node.value), line=line, quoted=node.style in ("'", '"'))
+        return YScalar(
+            value=value, raw=str(node.value), line=line, quoted=node.style in ("'", '"'), file=path
+        )
     if isinstance(node, yaml.SequenceNode):
-        return YSeq([_convert(loader, item, path) for item in node.value], line)
+        return YSeq([_convert(loader, item, path) for item in node.value], line, file=path)
     if isinstance(node, yaml.MappingNode):
         own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
         loader.flatten_mapping(node)  # honour `<<: *anchor` merge keys: merged pairs come first
         merged = len(node.value) - own
-        ymap = YMap([], line)
+        ymap = YMap([], line, file=path)
         from_merge: set[str] = set()
         for n, (knode, vnode) in enumerate(node.value):
             key = _convert(loader, knode, path)

@@ -197,3 +197,18 @@ def test_dump_prints_every_file_read(tmp_path: Path) -> None:
     assert text.index(f"# configuration file {main}:\n") < text.index(f"# configuration file {inc}:\n")
     assert text.endswith("root: /srv\n")
     assert text.count("# configuration file") == 2
+
+
+def test_the_shipped_configuration_reads_its_servers_from_conf_d() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_config(str(repo / "conf" / "pyginx.yaml"), str(repo))
+    assert [f for f, _ in cfg.extra_files] == [
+        str(repo / "conf" / "conf.d" / "default.yaml"),
+        str(repo / "conf" / "conf.d" / "origin.yaml"),
+    ]
+    main, origin = cfg.http.servers
+    assert [str(a) for a in main.listen] == ["127.0.0.1:8080"] and main.listen[0].default_server
+    assert main.settings.root == str(repo / "html")
+    assert [loc.match for loc in main.locations] == ["/", "/proxied/", "/50x.html"]
+    assert [str(a) for a in origin.listen] == ["127.0.0.1:8081"]
+    assert origin.server_names == ("origin",)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from pyginx.config import yamlerrors
 from pyginx.errors import ConfigError
 
 
@@ -91,34 +92,12 @@ def parse_yaml(text: str, path: str) -> YNode | None:
             return None
         return _convert(loader, root, path)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        line = mark.line + 1 if mark is not None else None
-        hint = _quote_hint(text, mark.line) if mark is not None else ""
-        raise ConfigError(f"YAML syntax error: {problem}{hint}", path, line) from exc
+        message, line = yamlerrors.describe(exc, text)
+        raise ConfigError(message, path, line) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML syntax error: {exc}", path) from exc
     finally:
         loader.dispose()
-
-
-# characters that YAML reserves at the start of a plain value, and nginx values that start with them:
-# `*:8080` (an alias to YAML), `@named` (reserved), `%` and `` ` `` (reserved), `&` (an anchor)
-_RESERVED_STARTS = "*@`%&!"
-
-
-def _quote_hint(text: str, line_index: int) -> str:
-    """Point at the usual cause of a YAML error in a config: an unquoted value like `*:8080`."""
-    lines = text.splitlines()
-    if not 0 <= line_index < len(lines):
-        return ""
-    _, sep, value = lines[line_index].partition(": ")
-    if not sep:
-        _, sep, value = lines[line_index].partition("- ")
-    value = value.strip()
-    if sep and value[:1] in _RESERVED_STARTS:
-        return f" (a value starting with {value[0]!r} must be quoted in YAML: '{value}')"
-    return ""
 
 
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: str) -> YNode:

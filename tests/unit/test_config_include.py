@@ -129,8 +129,7 @@ def test_wrong_context_in_an_included_block(tmp_path: Path) -> None:
 def test_yaml_error_names_the_included_file(tmp_path: Path) -> None:
     inc = write(tmp_path, "conf/common.yaml", "root: /srv\nindex: [a, b\n")
     message = error_of(tmp_path, SERVER_MAIN)
-    assert message.startswith("YAML syntax error")
-    assert f" in {inc}:" in message
+    assert message == f'unexpected end of file, expecting "," or "]" to close the "[" opened here in {inc}:2'
 
 
 def test_duplicate_across_files_names_both_places(tmp_path: Path) -> None:

@@ -30,6 +30,27 @@ def emerg(message: str) -> None:
     sys.stderr.flush()
 
 
+def serving_notice(config: MainConfig, pid: int) -> str:
+    """The one line a foreground start prints (a pyginx extension: nginx says nothing): where it listens."""
+    urls: list[str] = []
+    if config.http is not None:
+        for server in config.http.servers:
+            for addr in server.listen:
+                urls.append(str(addr) if addr.unix is not None else f"http://{addr}/")
+    urls = list(dict.fromkeys(urls))
+    if not urls:
+        return f"pyginx: no server is configured, listening nowhere (pid {pid})"
+    return f"pyginx: serving on {' '.join(urls)} (pid {pid})"
+
+
+def say_where(config: MainConfig) -> None:
+    try:
+        sys.stderr.write(serving_notice(config, os.getpid()) + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # no terminal to tell
+
+
 def log_startup_error(config: MainConfig, message: str) -> None:
     """nginx writes a start-up emerg (`bind() ... failed (98: Address already in use)`) to its error log
     as well as to the terminal: the log is where an operator looks once the terminal is gone."""
@@ -95,6 +116,8 @@ def run_server(config: MainConfig) -> int:
         log.emerg(str(exc))
         cycle.listeners.close(unlink_unix=inherited_env is None)
         return 1
+    if not config.daemon and inherited_env is None:
+        say_where(config)
     redirect_stderr(cycle.error_log)
     log_banner()
     if config.master_process:

@@ -55,8 +55,9 @@ def describe(exc: yaml.MarkedYAMLError, text: str) -> tuple[str, int | None]:
             opener = _char_at(lines, cline, cmark.column) if cline is not None and cmark else "["
         closer = {"[": "]", "{": "}"}.get(opener, "]")
         opener = opener if opener in "[{" else "["
-        return f'unexpected {found or "text"}, expecting "," or "{closer}" to close the "{opener}" opened here', at(
-            cline
+        return (
+            f'unexpected {found or "text"}, expecting "," or "{closer}" to close the "{opener}" opened here',
+            at(cline),
         )
     hint = _quote_hint(lines, pline) if pline is not None else ""
     if hint:

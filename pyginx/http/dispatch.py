@@ -61,6 +61,8 @@ class Dispatcher:
             m = loc.regex.search(req.uri)
             if m is not None:
                 req.captures = (m.group(0),) + m.groups()
+                if loc.regex.groupindex:  # `(?<name>...)`: nginx makes each named capture a variable
+                    req.vars.update({k: v or "" for k, v in m.groupdict().items()})
 
     def run(self, req: Request) -> None:
         """Run the content phase for the request's current location."""

@@ -66,7 +66,13 @@ def test_servers_and_locations_from_included_files(pyginx: Pyginx) -> None:
     assert http_get(other, "/").body == b"other"
     dump = pyginx.run_cli("-T")
     assert dump.returncode == 0, dump.stderr
-    for name in ("pyginx.yaml", "conf.d/a.yaml", "conf.d/b.yaml", "locations.d/x.yaml", "http.d/headers.yaml"):
+    for name in (
+        "pyginx.yaml",
+        "conf.d/a.yaml",
+        "conf.d/b.yaml",
+        "locations.d/x.yaml",
+        "http.d/headers.yaml",
+    ):
         assert f"# configuration file {pyginx.prefix / 'conf' / name}:\n" in dump.stdout
 
 

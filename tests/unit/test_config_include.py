@@ -121,7 +121,9 @@ def test_bad_value_names_the_included_file_and_line(tmp_path: Path) -> None:
 
 
 def test_wrong_context_in_an_included_block(tmp_path: Path) -> None:
-    inc = write(tmp_path, "conf/s.yaml", "listen: 127.0.0.1:8080\nlocations:\n  - location: /\n    listen: 80\n")
+    inc = write(
+        tmp_path, "conf/s.yaml", "listen: 127.0.0.1:8080\nlocations:\n  - location: /\n    listen: 80\n"
+    )
     message = error_of(tmp_path, "http:\n  servers:\n    - include: s.yaml\n")
     assert message == f'"listen" directive is not allowed here in {inc}:4'
 

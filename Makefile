@@ -1,28 +1,38 @@
 # The two commands of the README: `make run` and `make test`. Both set up .venv when needed.
+# `run` installs pyginx with its runtime dependencies only; `test` and `lint` add the test extras.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TESTSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean
+.PHONY: run stop test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e .
 	touch $(STAMP)
+
+$(TESTSTAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(TESTSTAMP)
 
 run: $(STAMP)
 	$(BIN)/pyginx -p . -c conf/pyginx.yaml
 
-test: $(STAMP)
+# graceful shutdown of the server `make run` started (from another terminal): pyginx -s quit
+stop: $(STAMP)
+	$(BIN)/pyginx -p . -c conf/pyginx.yaml -s quit
+
+test: $(TESTSTAMP)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)
+lint: $(TESTSTAMP)
 	$(BIN)/ruff check pyginx tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(TESTSTAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:

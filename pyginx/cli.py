@@ -60,11 +60,11 @@ def show_version(full: bool) -> None:
 
 
 def test_config(conf: str, prefix: str, quiet: bool, dump: bool) -> int:
-    from pyginx.cycle import StartupError, resolve_user
+    from pyginx.cycle import StartupError, check_files
 
     try:
         config = load(conf, prefix)
-        resolve_user(config)
+        check_files(config)
     except (ConfigError, StartupError) as exc:
         say(f"[emerg] {exc}")
         say(f"configuration file {conf} test failed")

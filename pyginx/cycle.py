@@ -55,12 +55,15 @@ def open_error_log(config: MainConfig) -> ErrorLog:
     return ErrorLog(spec.path, spec.level)
 
 
-def open_append(path: str) -> int:
-    """Open a log file for appending, creating its directory (logs/ is made at run time) if missing."""
+def open_append(path: str, make_dir: bool = True) -> int:
+    """Open a log file for appending, creating its directory (logs/ is made at run time) if missing
+    and `make_dir`."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
     try:
         return os.open(path, flags, 0o644)
     except FileNotFoundError:
+        if not make_dir:
+            raise
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         return os.open(path, flags, 0o644)
 
@@ -106,20 +109,43 @@ def log_paths(config: MainConfig) -> list[str]:
     return [p for p in dict.fromkeys(paths) if "$" not in p]
 
 
-def prepare_log_files(config: MainConfig, user: UserIds | None) -> None:
-    """As nginx's master: create the log files as root and hand them to the worker user, so workers that
-    dropped privileges can open them (at start) and reopen them (USR1) in a root-owned directory."""
-    if user is None:
-        return
+def check_log_files(config: MainConfig, user: UserIds | None) -> None:
+    """Open (creating) every access log now, as nginx's master does, so one that cannot be opened fails
+    -t, start-up and reload with nginx's emerg instead of a server that runs without logging. As root
+    with a `user`, the files are handed to the worker user, so workers that dropped privileges can open
+    them (at start) and reopen them (USR1) in a root-owned directory."""
+    run_dir = os.path.join(config.prefix, "logs")  # pyginx's own logs/ is made at run time
+    error_path = config.error_log.path
     for path in log_paths(config):
+        if path == error_path:
+            continue
         try:
-            fd = open_append(path)
+            fd = open_append(path, make_dir=os.path.dirname(path) == run_dir)
             try:
-                os.fchown(fd, user.uid, -1)
+                if user is not None:
+                    os.fchown(fd, user.uid, -1)
             finally:
                 os.close(fd)
-        except OSError:
-            pass  # the worker reports the failure when it opens the file itself
+        except OSError as exc:
+            raise StartupError(f'open() "{path}" failed ({exc.errno}: {exc.strerror})') from exc
+
+
+def prepare_log_files(config: MainConfig, user: UserIds | None) -> None:
+    """On reopen (USR1): create the new files as root for the worker user; a file that cannot be opened
+    is for the workers to report, the running server carries on."""
+    if user is None:
+        return
+    try:
+        check_log_files(config, user)
+    except StartupError:
+        pass
+
+
+def check_files(config: MainConfig) -> None:
+    """What -t checks beyond the configuration's text: the user, the error log and the access logs."""
+    resolve_user(config)
+    open_error_log(config).close()
+    check_log_files(config, None)
 
 
 def build_cycle(
@@ -131,7 +157,11 @@ def build_cycle(
     """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused."""
     user, warnings = resolve_user(config)
     log = open_error_log(config)
-    prepare_log_files(config, user)
+    try:
+        check_log_files(config, user)
+    except StartupError:
+        log.close()
+        raise
     count = max(1, config.worker_processes) if workers is None else workers
     try:
         listeners, leftovers = open_listeners(config, pool, count, tries=tries)

@@ -15,7 +15,7 @@ import sys
 
 from pyginx import __version__, pidfile
 from pyginx.config.model import MainConfig
-from pyginx.cycle import StartupError, build_cycle, redirect_stderr
+from pyginx.cycle import StartupError, build_cycle, open_error_log, redirect_stderr
 from pyginx.daemon import daemonize
 from pyginx.listeners import close_sockets
 from pyginx.log import error_log, set_error_log
@@ -28,6 +28,42 @@ STARTUP_BIND_TRIES = 5  # nginx retries bind() on EADDRINUSE 5 times, 500 ms apa
 def emerg(message: str) -> None:
     sys.stderr.write(f"pyginx: [emerg] {message}\n")
     sys.stderr.flush()
+
+
+def serving_notice(config: MainConfig, pid: int) -> str:
+    """The one line a foreground start prints (a pyginx extension: nginx says nothing): where it listens."""
+    urls: list[str] = []
+    if config.http is not None:
+        for server in config.http.servers:
+            for addr in server.listen:
+                urls.append(str(addr) if addr.unix is not None else f"http://{addr}/")
+    urls = list(dict.fromkeys(urls))
+    if not urls:
+        return f"pyginx: no server is configured, listening nowhere (pid {pid})"
+    return f"pyginx: serving on {' '.join(urls)} (pid {pid})"
+
+
+def say_where(config: MainConfig) -> None:
+    try:
+        sys.stderr.write(serving_notice(config, os.getpid()) + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # no terminal to tell
+
+
+def log_startup_error(config: MainConfig, message: str) -> None:
+    """nginx writes a start-up emerg (`bind() ... failed (98: Address already in use)`) to its error log
+    as well as to the terminal: the log is where an operator looks once the terminal is gone."""
+    if config.error_log.path is None:
+        return  # stderr: already said
+    try:
+        log = open_error_log(config)
+    except StartupError:
+        return  # the error log itself cannot be opened: that is the message the terminal has
+    try:
+        log.emerg(message)
+    finally:
+        log.close()
 
 
 def log_banner() -> None:
@@ -54,6 +90,7 @@ def run_server(config: MainConfig) -> int:
         cycle, leftovers = build_cycle(config, inherited, tries=STARTUP_BIND_TRIES)
     except StartupError as exc:
         emerg(str(exc))
+        log_startup_error(config, str(exc))
         close_sockets(inherited, unlink_unix=False)
         return 1
     # Inherited sockets we do not listen on any more; the old master may still serve unix ones: keep files.
@@ -79,6 +116,8 @@ def run_server(config: MainConfig) -> int:
         log.emerg(str(exc))
         cycle.listeners.close(unlink_unix=inherited_env is None)
         return 1
+    if not config.daemon and inherited_env is None:
+        say_where(config)
     redirect_stderr(cycle.error_log)
     log_banner()
     if config.master_process:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from pyginx import modules
-from pyginx.config import directives, listen, locations, logs, merge, upstream, varcheck
+from pyginx.config import directives, include, listen, locations, logs, merge, upstream, varcheck
 from pyginx.config.directives import Target
 from pyginx.config.model import (
     AccessLog,
@@ -52,23 +52,23 @@ def _as_map(node: YNode, what: str, env: Env, line: int | None = None) -> YMap:
         return node
     if isinstance(node, YScalar) and node.value is None:
         return YMap([], node.line)  # `events:` with nothing under it is an empty block
-    raise ConfigError(f"{what} must be a mapping of directives", env.file, line or node.line)
+    raise ConfigError(f"{what} must be a mapping of directives", _src(node, env), line or node.line)
 
 
 def read_block(node: YMap, context: Context, env: Env) -> Block:
-    check_duplicates(node, env.file, lambda k: f'"{k}" directive is duplicate')
+    check_duplicates(node, _src(node, env), lambda k: f'"{k}" directive is duplicate')
     block = Block()
     items = sorted(node.items, key=lambda kv: kv[0].raw not in _FIRST)  # stable: file order otherwise
     for key, value in items:
         name = key.raw
         if _IF_KEY.match(name):
             name = "if"  # `if ($cond)`: the condition is in the key (CONFIG.md)
-        entry = directives.lookup(name, context, env.file, key.line)
+        entry = directives.lookup(name, context, _src(key, env), key.line)
         if entry.templated:
-            env.use_vars(_text_of(value), key.line)
+            env.use_vars(_text_of(value), key.line, _src(key, env))
         if entry.target == "module":
             assert entry.parse is not None and entry.module is not None
-            got = entry.parse(Val(name, value, key.line, env.file, key.raw), env)
+            got = entry.parse(Val(name, value, key.line, _src(key, env), key.raw), env)
             mod = block.modules.setdefault(entry.module, {})
             for k, v in got.items():
                 mod[k] = mod[k] + v if entry.ordered and k in mod else v
@@ -80,16 +80,17 @@ def read_block(node: YMap, context: Context, env: Env) -> Block:
             other = "alias" if name == "root" else "root"
             if node.get(other) is not None:
                 first, second = sorted((name, other), key=lambda n: _line_of(node, n))
+                second_key = node.first_key(second) or key
                 raise ConfigError(
                     f'"{second}" directive is duplicate, "{first}" directive was specified earlier',
-                    env.file,
-                    _line_of(node, second),
+                    _src(second_key, env),
+                    second_key.line,
                 )
         assert entry.parse is not None
-        got = entry.parse(Val(name, value, key.line, env.file), env)
+        got = entry.parse(Val(name, value, key.line, _src(key, env)), env)
         target = block.fields.setdefault(entry.target, {})
         if entry.target == "upstream" and "balancer" in got and "balancer" in target:
-            raise ConfigError("load balancing method redefined", env.file, key.line)
+            raise ConfigError("load balancing method redefined", _src(key, env), key.line)
         target.update(got)
     return block
 
@@ -120,6 +121,11 @@ def _line_of(node: YMap, name: str) -> int:
     return next(k.line for k, _ in node.items if k.raw == name)
 
 
+def _src(node: YNode, env: Env) -> str:
+    """The file a node was read from: an included file's directives name their own file."""
+    return node.file or env.file
+
+
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -128,13 +134,16 @@ def load(path: str, prefix: str) -> MainConfig:
     # a relative -c is relative to the prefix, as in nginx
     file = os.path.normpath(os.path.join(prefix, path))
     root, text = load_yaml(file)
+    root, included = include.expand(root, file)
     env = Env(file=file, prefix=prefix, log_formats={"combined": logs.COMBINED})
     defaults: Fields = {
         "pid": env.path("logs/pyginx.pid"),
         "error_log": ErrorLog(path=env.path("logs/error.log"), level="error"),
     }
     if root is None:
-        return MainConfig(file=file, prefix=prefix, source_text=text, **defaults)
+        return MainConfig(
+            file=file, prefix=prefix, source_text=text, extra_files=tuple(included), **defaults
+        )
     main = read_block(_as_map(root, "the configuration", env), "main", env)
     events = Events()
     if "events" in main.blocks:
@@ -157,6 +166,7 @@ def load(path: str, prefix: str) -> MainConfig:
         events=events,
         http=http,
         source_text=text,
+        extra_files=tuple(included),
         warnings=tuple(warnings),
         **{**defaults, **main.of("main")},
     )
@@ -192,11 +202,11 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
 
 def _upstreams(key: YScalar, node: YNode, env: Env) -> None:
     ups = _as_map(node, '"upstreams"', env, key.line)
-    check_duplicates(ups, env.file, lambda k: f'duplicate upstream "{k}"')
+    check_duplicates(ups, _src(ups, env), lambda k: f'duplicate upstream "{k}"')
     for name_key, body in ups.items:
         name = name_key.raw
         block = read_block(_as_map(body, f'upstream "{name}"', env, name_key.line), "upstream", env)
-        val = Val("upstream", body, name_key.line, env.file)
+        val = Val("upstream", body, name_key.line, _src(name_key, env))
         env.upstreams[name] = upstream.finish_upstream(name, dict(block.of("upstream")), val)
 
 
@@ -204,7 +214,7 @@ def _server(node: YMap, http: HttpSettings, env: Env) -> Server:
     env.location = None
     block = read_block(node, "server", env)
     settings = _resolve(merge.apply(http, block.of("settings"), block.modules), env)
-    pos = SourcePos(env.file, node.line)
+    pos = SourcePos(_src(node, env), node.line)
     locs: tuple[Location, ...] = ()
     if "locations" in block.blocks:
         locs = _locations(*block.blocks["locations"], settings, settings, None, env)
@@ -225,7 +235,7 @@ def _locations(
     if isinstance(node, YScalar) and node.value is None:
         return ()
     if not isinstance(node, YSeq):
-        raise ConfigError('"locations" must be a list of location blocks', env.file, key.line)
+        raise ConfigError('"locations" must be a list of location blocks', _src(key, env), key.line)
     out: list[Location] = []
     seen: set[tuple[str, str]] = set()
     for item in node.items:
@@ -234,7 +244,7 @@ def _locations(
         if dup is not None:
             if dup in seen:
                 raise ConfigError(
-                    f'duplicate location "{loc.match}"', env.file, loc.pos.line if loc.pos else item.line
+                    f'duplicate location "{loc.match}"', loc.pos.file if loc.pos else _src(item, env), loc.pos.line if loc.pos else item.line
                 )
             seen.add(dup)
         out.append(loc)
@@ -248,12 +258,12 @@ def _head_of(loc: Location) -> LocationHead:
 def _location(
     node: YMap, parent: HttpSettings, server: HttpSettings, parent_head: LocationHead | None, env: Env
 ) -> Location:
-    check_duplicates(node, env.file, lambda k: f'"{k}" directive is duplicate')
+    check_duplicates(node, _src(node, env), lambda k: f'"{k}" directive is duplicate')
     match_node = node.get("location")
     if match_node is None:
-        raise ConfigError('a location block needs a "location" key', env.file, node.line)
+        raise ConfigError('a location block needs a "location" key', _src(node, env), node.line)
     line = _line_of(node, "location")
-    mval = Val("location", match_node, line, env.file)
+    mval = Val("location", match_node, line, _src(match_node, env))
     head, regex = locations.parse_head(mval)
     locations.check_nesting(mval, head, parent_head)
     env.location = head
@@ -269,7 +279,7 @@ def _location(
         modifier=head.modifier,
         match=head.match,
         settings=settings,
-        pos=SourcePos(env.file, line),
+        pos=SourcePos(_src(match_node, env), line),
         regex=regex,
         locations=nested,
     )
@@ -287,13 +297,13 @@ def _check_servers(servers: list[Server], env: Env, warnings: list[str]) -> None
                 # the socket is shared by every server on the address: its options are set once
                 if la.key in options:
                     raise ConfigError(
-                        f"duplicate listen options for {la}", env.file, la.pos.line if la.pos else None
+                        f"duplicate listen options for {la}", la.pos.file if la.pos else env.file, la.pos.line if la.pos else None
                     )
                 options.add(la.key)
             if la.default_server:
                 if la.key in defaults:
                     raise ConfigError(
-                        f"a duplicate default server for {la}", env.file, la.pos.line if la.pos else None
+                        f"a duplicate default server for {la}", la.pos.file if la.pos else env.file, la.pos.line if la.pos else None
                     )
                 defaults.add(la.key)
             for name in server.server_names:

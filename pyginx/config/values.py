@@ -129,9 +129,16 @@ class Val:
 
 
 def check_duplicates(node: YMap, file: str, message: Callable[[str], str]) -> None:
-    """Raise for a key repeated in one mapping; `message(key)` words it for what the mapping holds."""
-    if node.duplicate is not None:
-        raise ConfigError(message(node.duplicate.raw), file, node.duplicate.line)
+    """Raise for a key repeated in one mapping; `message(key)` words it for what the mapping holds.
+
+    When `include` brought the two from different files, the message names the first place too."""
+    dup = node.duplicate
+    if dup is not None:
+        text = message(dup.raw)
+        first = node.first_key(dup.raw)
+        if first is not None and first.file and dup.file and first.file != dup.file:
+            text += f" (first set in {first.file}:{first.line})"
+        raise ConfigError(text, dup.file or file, dup.line)
 
 
 @dataclass(frozen=True)
@@ -154,12 +161,13 @@ class Env:
     used_vars: list[tuple[str, str, int]] = field(default_factory=list)
     defined_vars: set[str] = field(default_factory=set)
 
-    def use_vars(self, text: str, line: int) -> None:
-        """Record the $variables of a template written at `line` (checked at the end of loading)."""
+    def use_vars(self, text: str, line: int, file: str | None = None) -> None:
+        """Record the $variables of a template written at FILE:`line` (checked at the end of loading;
+        FILE defaults to the main file: parsers pass their Val's, which names an included file)."""
         if "$" not in text:
             return
         for m in _VAR_USE.finditer(text):
-            self.used_vars.append((m.group(1) or m.group(2), self.file, line))
+            self.used_vars.append((m.group(1) or m.group(2), file or self.file, line))
 
     def define_regex_captures(self, pattern: str) -> None:
         """Named captures of a regex become variables, as in nginx (ngx_regex_compile)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from pyginx.config import yamlerrors
 from pyginx.errors import ConfigError
 
 
@@ -24,6 +25,7 @@ class YScalar:
     raw: str  # the text as written (for quoted strings: the string itself)
     line: int
     quoted: bool = False
+    file: str = ""  # the file it was read from (an included file's nodes name their own)
 
     @property
     def text(self) -> str:
@@ -39,6 +41,7 @@ class YScalar:
 class YSeq:
     items: list[YNode]
     line: int
+    file: str = ""
 
 
 @dataclass
@@ -46,10 +49,24 @@ class YMap:
     items: list[tuple[YScalar, YNode]]
     line: int
     duplicate: YScalar | None = None  # the second occurrence of the first repeated key
+    file: str = ""
     _index: dict[str, YNode] = field(default_factory=dict, repr=False)
 
     def get(self, key: str) -> YNode | None:
         return self._index.get(key)
+
+    def first_key(self, name: str) -> YScalar | None:
+        """The key `name` as first written (to name the earlier place of a duplicate)."""
+        return next((k for k, _ in self.items if k.raw == name), None)
+
+    def put(self, key: YScalar, value: YNode) -> None:
+        """Append a pair; a key already present is recorded as the duplicate (the first one wins)."""
+        if key.raw in self._index:
+            if self.duplicate is None:
+                self.duplicate = key
+            return
+        self._index[key.raw] = value
+        self.items.append((key, value))
 
 
 YNode = YScalar | YSeq | YMap
@@ -75,34 +92,12 @@ def parse_yaml(text: str, path: str) -> YNode | None:
             return None
         return _convert(loader, root, path)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        line = mark.line + 1 if mark is not None else None
-        hint = _quote_hint(text, mark.line) if mark is not None else ""
-        raise ConfigError(f"YAML syntax error: {problem}{hint}", path, line) from exc
+        message, line = yamlerrors.describe(exc, text)
+        raise ConfigError(message, path, line) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML syntax error: {exc}", path) from exc
     finally:
         loader.dispose()
-
-
-# characters that YAML reserves at the start of a plain value, and nginx values that start with them:
-# `*:8080` (an alias to YAML), `@named` (reserved), `%` and `` ` `` (reserved), `&` (an anchor)
-_RESERVED_STARTS = "*@`%&!"
-
-
-def _quote_hint(text: str, line_index: int) -> str:
-    """Point at the usual cause of a YAML error in a config: an unquoted value like `*:8080`."""
-    lines = text.splitlines()
-    if not 0 <= line_index < len(lines):
-        return ""
-    _, sep, value = lines[line_index].partition(": ")
-    if not sep:
-        _, sep, value = lines[line_index].partition("- ")
-    value = value.strip()
-    if sep and value[:1] in _RESERVED_STARTS:
-        return f" (a value starting with {value[0]!r} must be quoted in YAML: '{value}')"
-    return ""
 
 
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: str) -> YNode:
@@ -115,14 +110,16 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: str) -> YNode:
             value = node.value
         if not isinstance(value, str | int | float | bool) and value is not None:
             value = node.value  # dates and other YAML types: only their text matters here
-        return YScalar(value=value, raw=str(node.value), line=line, quoted=node.style in ("'", '"'))
+        return YScalar(
+            value=value, raw=str(node.value), line=line, quoted=node.style in ("'", '"'), file=path
+        )
     if isinstance(node, yaml.SequenceNode):
-        return YSeq([_convert(loader, item, path) for item in node.value], line)
+        return YSeq([_convert(loader, item, path) for item in node.value], line, file=path)
     if isinstance(node, yaml.MappingNode):
         own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
         loader.flatten_mapping(node)  # honour `<<: *anchor` merge keys: merged pairs come first
         merged = len(node.value) - own
-        ymap = YMap([], line)
+        ymap = YMap([], line, file=path)
         from_merge: set[str] = set()
         for n, (knode, vnode) in enumerate(node.value):
             key = _convert(loader, knode, path)

@@ -156,6 +156,10 @@ class HttpServer:
             # listening socket that lets one worker take a burst meant for all. One accept per
             # wake-up spreads them (read by libuv at its first accept, so set before serving).
             os.environ["UV_TCP_SINGLE_ACCEPT"] = "1"
+        if self.config.http is None or not self.config.http.servers:
+            # nginx without an http block, or with one holding no server, runs and listens nowhere:
+            # the worker idles (signals, reload) with nothing to serve.
+            return
         ctx = self.ctx = ServerContext(self.config, loop)
         for key, sock in self.sockets.items():
             # Each server gets its own descriptor: closing it (graceful shutdown, reload in a single

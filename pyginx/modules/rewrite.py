@@ -117,7 +117,7 @@ def _p_rewrite(val: Val, env: Env) -> Fields:
         except re.error as exc:
             raise entry.error(f'pcre2_compile() failed: {exc} in "{pattern}"', arg_line) from exc
         env.define_regex_captures(pattern)
-        env.use_vars(replacement, arg_line)
+        env.use_vars(replacement, arg_line, entry.file)
         redirect = 0
         if replacement.startswith(("http://", "https://", "$scheme")):
             redirect = 302
@@ -137,7 +137,7 @@ def _p_return(val: Val, env: Env) -> Fields:
     got = p_return(val, env)
     ret: Return = got["return_"]
     if ret.text is not None:
-        env.use_vars(ret.text, val.line)
+        env.use_vars(ret.text, val.line, val.file)
         if not _quoted_raw(val):
             ret = replace(ret, text=_unescape(ret.text))
     return {"ops": (ReturnOp(ret),)}
@@ -176,7 +176,7 @@ def _p_set(val: Val, env: Env) -> Fields:
         if not name.startswith("$") or len(name) < 2:
             raise ConfigError(f'invalid variable name "{name}"', val.file, line)
         env.defined_vars.add(name[1:].lower())
-        env.use_vars(value, line)
+        env.use_vars(value, line, val.file)
         ops.append(SetOp(name[1:].lower(), value))
     return {"ops": tuple(ops)}
 
@@ -216,18 +216,18 @@ def parse_condition(text: str, val: Val, env: Env) -> Condition:
     if test is not None:
         if len(args) != 2:
             raise val.error(f'invalid condition "{text}"')
-        env.use_vars(args[1], val.line)
+        env.use_vars(args[1], val.line, val.file)
         return Condition("file", args[1], negate=neg, test=test, text=text)
     if not first.startswith("$") or len(first) < 2:
         raise val.error(f'invalid condition "{first}"')
-    env.use_vars(first, val.line)
+    env.use_vars(first, val.line, val.file)
     if len(args) == 1:
         return Condition("var", first, text=text)
     if len(args) != 3:
         raise val.error(f'invalid condition "{text}"')
     op, right = args[1], args[2]
     if op in ("=", "!="):
-        env.use_vars(right, val.line)
+        env.use_vars(right, val.line, val.file)
         return Condition("eq" if op == "=" else "ne", first, right, text=text)
     if op in ("~", "~*", "!~", "!~*"):
         flags = re.IGNORECASE if op.endswith("*") else 0

@@ -270,10 +270,11 @@ def test_bind_failure_at_start_is_emerg(pyginx: Pyginx) -> None:
     finally:
         busy.close()
     assert result.returncode == 1
-    assert (
-        f"pyginx: [emerg] bind() to 127.0.0.1:{pyginx.port} failed (98: Address already in use)"
-        in result.stderr
-    )
+    message = f"bind() to 127.0.0.1:{pyginx.port} failed (98: Address already in use)"
+    assert f"pyginx: [emerg] {message}" in result.stderr
+    # in error.log too, as nginx writes it
+    assert any("[emerg]" in line and message in line for line in pyginx.error_log().splitlines())
+    pyginx.allow = (message,)
     assert not pyginx.pid_path.exists()
 
 

@@ -212,15 +212,13 @@ CASES: list[tuple[str, str, str, int]] = [
     (
         "yaml-alias-hint",
         "http:\n  servers:\n    - listen: *:8080\n",
-        "YAML syntax error: expected alphabetic or numeric character, but found ':' "
-        "(a value starting with '*' must be quoted in YAML: '*:8080')",
+        "a value starting with \"*\" must be quoted in YAML: '*:8080'",
         3,
     ),
     (
         "yaml-at-hint",
         "http:\n  servers:\n    - locations:\n        - location: @x\n",
-        "YAML syntax error: found character '@' that cannot start any token "
-        "(a value starting with '@' must be quoted in YAML: '@x')",
+        "a value starting with \"@\" must be quoted in YAML: '@x'",
         4,
     ),
     (
@@ -388,14 +386,57 @@ CASES: list[tuple[str, str, str, int]] = [
     (
         "yaml-syntax",
         "http:\n  root: [a\n",
-        "YAML syntax error: expected ',' or ']', but got '<stream end>'",
-        3,
+        'unexpected end of file, expecting "," or "]" to close the "[" opened here',
+        2,
     ),
     (
         "yaml-tab",
         "http:\n\troot: a\n",
-        "YAML syntax error: found character '\\t' that cannot start any token",
+        "a tab character cannot indent YAML, use spaces",
         2,
+    ),
+    # YAML mistakes: pyginx's words, at the line to fix (PyYAML's own point elsewhere or at the end)
+    (
+        "yaml-unclosed-quote",
+        'http:\n  root: "html\n  index: a\nworker_processes: 1\n',
+        'unexpected end of file, expecting the closing " of the value started here',
+        2,
+    ),
+    (
+        "yaml-unclosed-brace",
+        "http: {root: x\n\n",
+        'unexpected end of file, expecting "," or "}" to close the "{" opened here',
+        1,
+    ),
+    (
+        "yaml-bad-indent",
+        "http:\n  root: html\n index: a\n",
+        "unexpected indentation (the keys of one block must line up)",
+        3,
+    ),
+    (
+        "yaml-list-in-block",
+        "http:\n  root: html\n  - location: /\n",
+        'unexpected "-" (a list item where the block holds keys)',
+        3,
+    ),
+    (
+        "yaml-no-space-after-colon",
+        "http:\n  root:html\n  index: a\n",
+        'a ":" must be followed by a space: "root: html"',
+        2,
+    ),
+    (
+        "yaml-colon-in-value",
+        "http:\n  servers:\n    - return: 200 a: b\n",
+        'unexpected ":" (a value holding ": " must be quoted)',
+        3,
+    ),
+    (
+        "yaml-text-after-quote",
+        'http:\n  servers:\n    - return: "200" ok\n',
+        "unexpected text after a quoted value (quote the whole value)",
+        3,
     ),
     ("not-a-mapping", "- a\n- b\n", "the configuration must be a mapping of directives", 1),
     ("server-not-mapping", "http:\n  servers:\n    - 8080\n", "a server must be a mapping of directives", 3),

@@ -62,6 +62,13 @@ class FileInfo:
     # pre-encoded entity header blocks of 200 responses, keyed by what else goes into them
     blocks: dict[tuple[str, bool, str, bool, bool], bytes] = field(default_factory=dict)
 
+    def with_body(self, body: bytes) -> FileInfo:
+        """A copy holding `body`, sharing the header blocks (cheaper than dataclasses.replace)."""
+        new = object.__new__(FileInfo)
+        new.__dict__.update(self.__dict__)
+        new.body = body
+        return new
+
     @property
     def identity(self) -> tuple[int, int, int, int]:
         """What must stay equal for cached knowledge of the file to remain true."""
@@ -174,6 +181,43 @@ def probe(path: str, base: str, policy: Policy, test_only: bool = False) -> tupl
         return info_from_stat(path, st, body), True
     finally:
         os.close(fd)
+
+
+# What a file's stat says about it (validators, pre-built header blocks), by path and stat identity:
+# with open_file_cache off the file is still opened and read per request, but what follows from an
+# unchanged stat is not worked out again. Bounded; any change of the file changes the key.
+_described: dict[tuple[str, int, int, int, int, int], FileInfo] = {}
+_DESCRIBED_MAX = 4096
+
+
+def _described_info(path: str, st: os.stat_result) -> FileInfo:
+    key = (path, st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev, st.st_mode)
+    info = _described.get(key)
+    if info is None:
+        if len(_described) >= _DESCRIBED_MAX:
+            _described.clear()
+        info = _described[key] = info_from_stat(path, st)
+    return info
+
+
+def probe_uncached(path: str, base: str, policy: Policy, test_only: bool = False) -> FileInfo:
+    """probe() for a location without open_file_cache: the file is opened, fstat()ed and (small)
+    read on every request, as nginx does, with one pread: a body read at the expected size is the
+    body, whatever the file does next (its length is the body's). Only a file that changed size
+    under the read takes probe()'s checked reads."""
+    fd, st = open_file(path, base, policy, test_only=test_only)
+    try:
+        if test_only or not stat.S_ISREG(st.st_mode) or st.st_size > SMALL_FILE_MAX:
+            return _described_info(path, st)
+        try:
+            body = os.pread(fd, st.st_size + 1, 0)
+        except OSError as e:
+            raise PathError(500, path, e.errno or 0, "read()") from None
+    finally:
+        os.close(fd)
+    if len(body) != st.st_size:
+        return probe(path, base, policy)[0]
+    return _described_info(path, st).with_body(body)
 
 
 @dataclass(eq=False)

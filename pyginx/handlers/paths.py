@@ -286,6 +286,11 @@ class _RealBase:
 _real_bases = _RealBase()
 
 
+# (st_dev, st_ino, real base) of files whose real path was found inside that base (bounded, per worker)
+_inside: set[tuple[int, int, str]] = set()
+_INSIDE_MAX = 16384
+
+
 def _real_path_of_fd(fd: int, path: str) -> str:
     if _HAVE_PROC:
         try:
@@ -346,12 +351,19 @@ def open_file(path: str, base: str, policy: Policy, test_only: bool = False) -> 
     try:
         st = os.fstat(fd)
         if not policy.symlinks_outside_root:
-            real = _real_path_of_fd(fd, path)
+            # The descriptor's real path is asked once per file: an inode already found inside this
+            # base is that same file again (a symlink swapped in would bring another inode).
             real_base = _real_bases.get(base)
-            if not is_inside(real, real_base):
-                raise PathError(
-                    403, path, errno.ELOOP, reason=f'resolves to "{real}", outside of "{real_base}"'
-                )
+            known = (st.st_dev, st.st_ino, real_base)
+            if known not in _inside:
+                real = _real_path_of_fd(fd, path)
+                if not is_inside(real, real_base):
+                    raise PathError(
+                        403, path, errno.ELOOP, reason=f'resolves to "{real}", outside of "{real_base}"'
+                    )
+                if len(_inside) >= _INSIDE_MAX:
+                    _inside.clear()
+                _inside.add(known)
     except OSError as e:
         os.close(fd)
         err = e.errno or 0

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from pyginx.config.model import HttpSettings
 from pyginx.handlers import autoindex, conditional, mime, ranges
-from pyginx.handlers.filecache import FileInfo, cache_for, info_from_stat, probe
+from pyginx.handlers.filecache import FileInfo, cache_for, info_from_stat, probe_uncached
 from pyginx.handlers.paths import (
     Mapped,
     PathError,
@@ -120,7 +120,7 @@ class _Ctx:
         s = self.s
         cache = cache_for(s.open_file_cache.max, s.open_file_cache.inactive)
         if cache is None:
-            return probe(mapped.path, mapped.base, self.policy, test_only=test_only)[0]
+            return probe_uncached(mapped.path, mapped.base, self.policy, test_only=test_only)
         return cache.get(
             mapped.path,
             mapped.base,

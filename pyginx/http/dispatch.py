@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from pyginx import lifecycle
 from pyginx.config.model import Location
 from pyginx.errors import HttpError
 from pyginx.http.variables import compile_template
@@ -135,6 +136,11 @@ class Dispatcher:
         for `return 302;`) or the text with the type by extension (also for `return 200;`)."""
         ret = req.settings.return_
         assert ret is not None
+        if req.settings.readiness and not lifecycle.ready():
+            # pyginx extension `readiness`: unready from the start of a graceful quit (issue 16)
+            req.keep_alive = False
+            req.respond(503, [("Content-Type", "text/plain")], b"shutting down\n")
+            return
         code = ret.code
         if ret.text is None and code >= 400:
             req.send_error(code)

@@ -227,16 +227,20 @@ class Worker:
         self.draining = self.loop.create_task(self._drain())
 
     async def _drain(self) -> None:
-        assert self.server is not None
+        assert self.server is not None and self.loop is not None
+        timeout = self.cycle.config.worker_shutdown_timeout
+        started = self.loop.time()
         delay = self.cycle.config.shutdown_delay
+        if timeout is not None:
+            delay = min(delay, timeout)  # the whole quit stays within worker_shutdown_timeout
         if delay > 0 and self.close_idle:
             # pyginx extension: keep accepting, unready, so that a balancer probing the readiness
             # location stops sending before the listener closes.
             await asyncio.sleep(delay)
         self.server.begin_graceful_shutdown(close_idle=self.close_idle)
-        timeout = self.cycle.config.worker_shutdown_timeout
         try:
-            await asyncio.wait_for(self.server.wait_closed(), timeout)
+            remaining = None if timeout is None else max(0.0, timeout - (self.loop.time() - started))
+            await asyncio.wait_for(self.server.wait_closed(), remaining)
         except TimeoutError:
             error_log().notice(
                 f"worker_shutdown_timeout ({timeout:g}s) expired, closing {self.server.connection_count} connection(s)"

@@ -344,7 +344,7 @@ class UpstreamServer:
     backup: bool = False
     down: bool = False
     max_conns: int = 0  # 0 = unlimited
-    written: str = field(default="", compare=False)  # the address as written in the configuration (nginx's peer->server)
+    written: str = field(default="", compare=False)  # as written in the configuration: peer->server
     resolve: bool = False  # `resolve`: the name is (re-)resolved at run time (nginx >= 1.27.3)
     service: str | None = None  # `service=NAME`: SRV records of _NAME._tcp.HOST (with resolve)
 

@@ -196,13 +196,11 @@ def finish_upstream(name: str, fields: Fields, val: Val, http_dns: Fields | None
     backup_line = fields.pop("_backup_line", None)
     if "servers" not in fields or not fields["servers"]:
         raise val.error("no servers are inside upstream")
-    all_servers: tuple[UpstreamServer, ...] = fields["servers"]  # type: ignore[assignment]
+    all_servers: tuple[UpstreamServer, ...] = fields["servers"]
     dynamic = tuple(s for s in all_servers if s.resolve and s.address is None and s.unix is None)
     if dynamic:
         if not fields.get("zone"):
-            raise val.error(
-                f'resolving names at run time requires upstream "{name}" to be in shared memory'
-            )
+            raise val.error(f'resolving names at run time requires upstream "{name}" to be in shared memory')
         http_dns = http_dns or {}
         if fields.get("resolver") is None:
             if http_dns.get("resolver") is None:

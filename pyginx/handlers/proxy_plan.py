@@ -128,8 +128,8 @@ async def resolve_upstream(req: Request, plan: Plan) -> tuple[Upstream, ProxyPas
     key = f"{host}:{port}"
     resolver = req.settings.resolver
     if resolver is not None:
-        up = await _resolve_with(req, resolver, host, port, key)
-        return up, ProxyPass("http", host, port, uri, upstream=key, has_variables=True)
+        found = await _resolve_with(req, resolver, host, port, key)
+        return found, ProxyPass("http", host, port, uri, upstream=key, has_variables=True)
     up = _dynamic.get(key)
     if up is None:
         loop = asyncio.get_running_loop()

@@ -15,8 +15,8 @@ ip_hash, hash and random modules under src/http/modules/.
 from __future__ import annotations
 
 import bisect
-import itertools
 import ipaddress
+import itertools
 import random as _random
 import time
 import zlib
@@ -193,7 +193,13 @@ class Peers:
         # New peers take the smallest free indexes (a kept peer's index never changes: requests in
         # flight mark tried peers by index).
         free = (i for i in itertools.count() if i not in used)
-        return [p if p is not None else Peer(s, next(free), backup) for p, s in zip(kept, servers, strict=True)]
+        return [
+            p if p is not None else Peer(s, next(free), backup) for p, s in zip(kept, servers, strict=True)
+        ]
+
+    def resolved_count(self, key: int) -> int:
+        """How many servers the last good answer for `upstream.resolvable[key]` gave."""
+        return len(self._resolved.get(key, ()))
 
     def set_resolved(self, key: int, servers: list[UpstreamServer]) -> bool:
         """The servers DNS now gives for `upstream.resolvable[key]`; True when the peer set changed."""

@@ -34,7 +34,9 @@ def servers_from_addresses(template: UpstreamServer, addrs: tuple[str, ...]) -> 
     return [replace(template, address=(a, template.port), resolve=False) for a in addrs]
 
 
-def servers_from_srv(template: UpstreamServer, answer_targets: list[tuple[str, int, int, int, str]]) -> list[UpstreamServer]:
+def servers_from_srv(
+    template: UpstreamServer, answer_targets: list[tuple[str, int, int, int, str]]
+) -> list[UpstreamServer]:
     """SRV records -> servers: (target, port, priority, weight, address) each.
 
     The lowest priority present is primary, the rest backup; the SRV weight applies unless the
@@ -104,19 +106,21 @@ class Reresolver:
         except ResolveError as exc:
             log = error_log()
             if exc.not_found:
-                log.error(f"{self._what(template)} could not be resolved ({exc}), upstream \"{self.upstream.name}\"")
+                log.error(
+                    f'{self._what(template)} could not be resolved ({exc}), upstream "{self.upstream.name}"'
+                )
                 self.peers.set_resolved(key, [])
                 self.failing[key] = True
                 return retry
             if not self.failing.get(key):
                 log.error(
                     f"{self._what(template)} could not be resolved ({exc}), keeping the last "
-                    f"{len(self.peers._resolved.get(key, []))} address(es) of upstream \"{self.upstream.name}\""
+                    f'{self.peers.resolved_count(key)} address(es) of upstream "{self.upstream.name}"'
                 )
             self.failing[key] = True
             return retry
         if self.failing.pop(key, False):
-            error_log().notice(f"{self._what(template)} resolved again, upstream \"{self.upstream.name}\"")
+            error_log().notice(f'{self._what(template)} resolved again, upstream "{self.upstream.name}"')
         self.peers.set_resolved(key, servers)
         return ttl + 1.0 if ttl != float("inf") else 3600.0
 
@@ -127,6 +131,6 @@ class Reresolver:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never let a bug stop re-resolution for good
-                error_log().alert(f"unexpected error resolving upstream \"{self.upstream.name}\": {exc!r}")
+                error_log().alert(f'unexpected error resolving upstream "{self.upstream.name}": {exc!r}')
                 delay = max(self.upstream.resolver_timeout, 1.0)
             await asyncio.sleep(delay)

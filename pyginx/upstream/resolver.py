@@ -15,6 +15,7 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import dns.asyncquery
 import dns.exception
@@ -134,7 +135,7 @@ class DnsClient:
             return hit
         msg = await self._query(name, dns.rdatatype.SRV)
         ttl = float("inf")
-        records = []
+        records: list[Any] = []
         for rrset in msg.answer:
             if rrset.rdtype == dns.rdatatype.SRV:
                 ttl = min(ttl, rrset.ttl)
@@ -157,7 +158,7 @@ class DnsClient:
         return result
 
     async def _lookup_addresses(self, host: str) -> Addresses:
-        kinds = []
+        kinds: list[dns.rdatatype.RdataType] = []
         if self.conf.ipv4:
             kinds.append(dns.rdatatype.A)
         if self.conf.ipv6:
@@ -185,7 +186,7 @@ class DnsClient:
             raise failures[0] if failures else ResolveError(HOST_NOT_FOUND)
         return Addresses(tuple(addrs), cap_ttl(ttl, self.conf.valid))
 
-    async def _query(self, name: str, rdtype: int) -> dns.message.Message:
+    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.message.Message:
         """One question, asked of the name servers in turn until one answers or the timeout passes."""
         query = dns.message.make_query(dns.name.from_text(name), rdtype)
         servers = self.conf.addresses

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Pyginx, basic_config, children, cmdline, port_answers, proc_stat, pyginx_fixture, wait_for  # noqa: F401
+from tests.integration.harness import (  # noqa: F401
+    Pyginx,
+    basic_config,
+    children,
+    cmdline,
+    port_answers,
+    proc_stat,
+    pyginx_fixture,
+    wait_for,
+)
 
 # A subreaper that leaves an orphan behind, then becomes the master (same pid, subreaper kept).
 SUBREAPER = textwrap.dedent(
@@ -45,7 +54,9 @@ SUBREAPER = textwrap.dedent(
 def _spawn(pyginx: Pyginx, argv: list[str]) -> subprocess.Popen[bytes]:
     err = open(pyginx.prefix / "stderr.txt", "ab")
     try:
-        proc = subprocess.Popen(argv, cwd=pyginx.prefix, env=pyginx.env(), stdin=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            argv, cwd=pyginx.prefix, env=pyginx.env(), stdin=subprocess.DEVNULL, stderr=err
+        )
     finally:
         err.close()
     pyginx.procs.append(proc)
@@ -76,7 +87,8 @@ NSENTER = shutil.which("nsenter")
 
 
 @pytest.mark.skipif(
-    os.geteuid() != 0 or UNSHARE is None or NSENTER is None, reason="a PID namespace needs root and util-linux"
+    os.geteuid() != 0 or UNSHARE is None or NSENTER is None,
+    reason="a PID namespace needs root and util-linux",
 )
 @pytest.mark.parametrize("sig", [signal.SIGQUIT, signal.SIGTERM])
 def test_pid1_in_a_namespace(pyginx: Pyginx, sig: int) -> None:
@@ -84,7 +96,9 @@ def test_pid1_in_a_namespace(pyginx: Pyginx, sig: int) -> None:
     assert UNSHARE is not None and NSENTER is not None
     proc = _spawn(pyginx, [UNSHARE, "--pid", "--fork", "--mount-proc", *pyginx.command()])
     wait_for(lambda: port_answers(pyginx.port), 15, "pyginx to serve")
-    master = wait_for(lambda: next((p for p in children(proc.pid) if "pyginx" in cmdline(p)), None), 5, "master")
+    master = wait_for(
+        lambda: next((p for p in children(proc.pid) if "pyginx" in cmdline(p)), None), 5, "master"
+    )
     pyginx.known.add(master)
     assert (pyginx.pid_path.read_text().strip()) == "1"  # its own namespace's pid
     nspid = Path(f"/proc/{master}/status").read_text().split("NSpid:")[1].splitlines()[0].split()

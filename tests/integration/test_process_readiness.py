@@ -27,9 +27,9 @@ def hung_fixture() -> Iterator[SlowOrigin]:
 
 
 def _config(pyginx: Pyginx, origin: SlowOrigin) -> str:
-    text = basic_config(
-        pyginx.port, workers=1, main="shutdown_delay: 1s"
-    ).replace("worker_shutdown_timeout: 5s", "worker_shutdown_timeout: 2500ms")
+    text = basic_config(pyginx.port, workers=1, main="shutdown_delay: 1s").replace(
+        "worker_shutdown_timeout: 5s", "worker_shutdown_timeout: 2500ms"
+    )
     return text.replace(
         "      locations:\n",
         "      locations:\n"

@@ -121,16 +121,31 @@ def test_upstream_own_resolver(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "http_extra", "message"),
     [
-        ("servers: [backend.test resolve]", 'resolver: "127.0.0.1"',
-         'resolving names at run time requires upstream "app" to be in shared memory in'),
-        ("zone: app\nservers: [backend.test resolve]", "keepalive_timeout: 5s",
-         'no resolver defined to resolve names at run time in upstream "app" in'),
-        ("zone: app\nservers: [svc.test service=http]", 'resolver: "127.0.0.1"',
-         'service upstream "svc.test" requires "resolve" parameter in'),
-        ("zone: app\nservers: [svc.test:80 service=http resolve]", 'resolver: "127.0.0.1"',
-         'service upstream "svc.test:80" may not have port in'),
-        ("zone: app\nservers: [127.0.0.1 service=http resolve]", 'resolver: "127.0.0.1"',
-         'service upstream "127.0.0.1" requires domain name in'),
+        (
+            "servers: [backend.test resolve]",
+            'resolver: "127.0.0.1"',
+            'resolving names at run time requires upstream "app" to be in shared memory in',
+        ),
+        (
+            "zone: app\nservers: [backend.test resolve]",
+            "keepalive_timeout: 5s",
+            'no resolver defined to resolve names at run time in upstream "app" in',
+        ),
+        (
+            "zone: app\nservers: [svc.test service=http]",
+            'resolver: "127.0.0.1"',
+            'service upstream "svc.test" requires "resolve" parameter in',
+        ),
+        (
+            "zone: app\nservers: [svc.test:80 service=http resolve]",
+            'resolver: "127.0.0.1"',
+            'service upstream "svc.test:80" may not have port in',
+        ),
+        (
+            "zone: app\nservers: [127.0.0.1 service=http resolve]",
+            'resolver: "127.0.0.1"',
+            'service upstream "127.0.0.1" requires domain name in',
+        ),
         ("zone: app\nservers: [svc.test service= resolve]", 'resolver: "127.0.0.1"', "service is empty in"),
         ('zone: "app 1k"\nservers: [127.0.0.1:80]', 'resolver: "127.0.0.1"', 'zone "app" is too small in'),
         ('zone: "app 1q"\nservers: [127.0.0.1:80]', 'resolver: "127.0.0.1"', 'invalid zone size "1q" in'),

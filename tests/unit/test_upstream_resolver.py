@@ -108,7 +108,11 @@ def test_second_name_server_answers(dns: DnsServer) -> None:
 
 
 def test_srv(dns: DnsServer) -> None:
-    dns.set_srv("_http._tcp.svc.test", [(10, 5, 8081, "a.svc.test"), (10, 1, 8082, "b.svc.test"), (20, 1, 8083, "c.svc.test")], ttl=30)
+    dns.set_srv(
+        "_http._tcp.svc.test",
+        [(10, 5, 8081, "a.svc.test"), (10, 1, 8082, "b.svc.test"), (20, 1, 8083, "c.svc.test")],
+        ttl=30,
+    )
     dns.set_a("a.svc.test", ["127.0.0.2"], ttl=10)
     dns.set_a("b.svc.test", ["127.0.0.3"], ttl=30)
     dns.set_a("c.svc.test", ["127.0.0.4"], ttl=30)
@@ -120,7 +124,9 @@ def test_srv(dns: DnsServer) -> None:
         ("b.svc.test", 8082, 10, 1, "127.0.0.3"),
         ("c.svc.test", 8083, 20, 1, "127.0.0.4"),
     ]
-    template = UpstreamServer(host="svc.test", port=80, address=None, written="svc.test", resolve=True, service="http")
+    template = UpstreamServer(
+        host="svc.test", port=80, address=None, written="svc.test", resolve=True, service="http"
+    )
     servers = dynamic.servers_from_srv(template, rows)
     assert [(s.name, s.weight, s.backup, s.written) for s in servers] == [
         ("127.0.0.2:8081", 5, False, "a.svc.test"),
@@ -190,7 +196,16 @@ def test_chash_ring_follows_resolution(dns: DnsServer) -> None:
     its address changes (nginx hashes peer->server)."""
     dns.set_a("b.test", ["127.0.0.2"], ttl=1)
     up = _upstream(dns, balancer="hash", hash_key="$uri", hash_consistent=True)
-    up = Upstream(**{**up.__dict__, "servers": (UpstreamServer(host="127.0.0.1", port=9001, address=("127.0.0.1", 9001), written="127.0.0.1:9001"),)})
+    up = Upstream(
+        **{
+            **up.__dict__,
+            "servers": (
+                UpstreamServer(
+                    host="127.0.0.1", port=9001, address=("127.0.0.1", 9001), written="127.0.0.1:9001"
+                ),
+            ),
+        }
+    )
     peers = Peers(up)
 
     async def go() -> dict[str, str]:

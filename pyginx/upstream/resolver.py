@@ -105,6 +105,7 @@ class DnsClient:
         self.timeout = timeout
         self._next = 0  # round robin over the name servers, as nginx's resolver
         self._cache: dict[tuple[str, int], tuple[float, Addresses | Services | ResolveError]] = {}
+        self._pending: dict[str, asyncio.Future[Addresses]] = {}
 
     # ------------------------------------------------------------------------------------ lookups
 
@@ -117,6 +118,17 @@ class DnsClient:
         if hit is not None:
             assert isinstance(hit, Addresses)
             return hit
+        # Requests that need the same name meanwhile wait for the same lookup (nginx queues them on
+        # one resolver node): during a DNS outage that is one query per name, not one per request.
+        key = host.lower()
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_addresses(host))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _t: self._pending.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _fetch_addresses(self, host: str) -> Addresses:
         try:
             answer = await self._lookup_addresses(host)
         except ResolveError as exc:

@@ -221,3 +221,27 @@ def test_chash_ring_follows_resolution(dns: DnsServer) -> None:
 
     before = run(go())
     assert set(before.values()) == {"127.0.0.1:9001", "b.test:8080"}
+
+
+def test_concurrent_lookups_share_one_query(dns: DnsServer) -> None:
+    dns.set_a("b.test", ["127.0.0.2"], ttl=60)
+    c = client(dns)
+
+    async def go() -> None:
+        got = await asyncio.gather(*(c.addresses("b.test") for _ in range(20)))
+        assert {g.addrs for g in got} == {("127.0.0.2",)}
+
+    run(go())
+    assert dns.count("b.test") == 1
+    # the same during an outage: 20 waiting requests, one query, one failure each
+    dns.mode = "drop"
+    c.forget("b.test")
+
+    async def outage() -> None:
+        got = await asyncio.gather(*(c.addresses("b.test") for _ in range(20)), return_exceptions=True)
+        assert all(isinstance(g, ResolveError) and g.code == TIMEDOUT for g in got)
+
+    before = dns.count("b.test")
+    c.timeout = 1.0
+    run(outage())
+    assert dns.count("b.test") - before <= 2  # one query, re-sent once a second

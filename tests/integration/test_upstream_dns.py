@@ -200,3 +200,41 @@ def test_proxy_pass_variable_resolved_per_request(
     wait_for(lambda: "nowhere.test could not be resolved (3: Host not found)" in pyginx.error_log(), 5, "log")
     # an IP literal needs no DNS
     assert _origin(pyginx, "/dyn/?b=127.0.0.3") == "new"
+
+
+def test_srv_service(pyginx: Pyginx, dns: DnsServer, pair: tuple[BoundOrigin, BoundOrigin]) -> None:
+    """`service=http`: the SRV records of _http._tcp.NAME give the peers (ports from the records);
+    a lower-priority record is a backup, used only when the primaries are gone."""
+    old, new = pair
+    other = BoundOrigin("third", host="127.0.0.4").start()
+    try:
+        dns.set_srv(
+            "_http._tcp.svc.test", [(10, 1, old.port, "a.svc.test"), (10, 1, new.port, "b.svc.test")], ttl=30
+        )
+        dns.set_a("a.svc.test", ["127.0.0.2"], ttl=30)
+        dns.set_a("b.svc.test", ["127.0.0.3"], ttl=30)
+        pyginx.write_config(
+            proxy_config(
+                pyginx.port,
+                http=f'resolver: "{dns.addr} valid=1s ipv6=off"\nresolver_timeout: 1s',
+                upstreams="app:\n  zone: app\n  servers:\n    - svc.test service=http resolve",
+                locations="- location: /app/\n  proxy_pass: http://app",
+            )
+        )
+        pyginx.start()
+        wait_for(
+            lambda: {_origin(pyginx, "/app/s") for _ in range(6)} == {"old", "new"}, 10, "both SRV targets"
+        )
+        # a lower priority joins: a backup, unused while a primary works
+        dns.set_srv(
+            "_http._tcp.svc.test",
+            [(10, 1, old.port, "a.svc.test"), (20, 1, other.port, "c.svc.test")],
+            ttl=30,
+        )
+        dns.set_a("c.svc.test", ["127.0.0.4"], ttl=30)
+        wait_for(lambda: {_origin(pyginx, "/app/s") for _ in range(6)} == {"old"}, 8, "b.svc.test to leave")
+        # the primary breaks: the backup answers
+        old.reset_all = True
+        assert {_origin(pyginx, "/app/s") for _ in range(4)} == {"third"}
+    finally:
+        other.stop()

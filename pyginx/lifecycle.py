@@ -19,8 +19,3 @@ def mark_unready() -> None:
     global _ready
     _ready = False
 
-
-def reset() -> None:
-    """A fresh process (tests, single-process reload) starts ready."""
-    global _ready
-    _ready = True

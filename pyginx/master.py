@@ -250,6 +250,11 @@ class Master:
                 self.worker_exited(proc, status)
             elif pid == self.new_binary:
                 self.new_binary_exited(pid, status)
+            else:
+                # Not ours: as PID 1 of a container (or a child subreaper) the master inherits every
+                # orphan of its namespace and must reap it, or zombies pile up. nginx's words.
+                info = describe_exit("unknown process", pid, status)
+                error_log().notice(info.message)
 
     def worker_exited(self, proc: WorkerProc, status: int) -> None:
         info = describe_exit("worker process", proc.pid, status)

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from pyginx import heartbeat as hb
+from pyginx import lifecycle
 from pyginx.channel import Command, decode
 from pyginx.cycle import Cycle, UserIds
 from pyginx.log import error_log
@@ -201,6 +202,7 @@ class Worker:
             log.reopen()
             self.server.reopen_logs()
         elif command is Command.TERMINATE:
+            lifecycle.mark_unready()
             self.server.close_all()
             self._finish(EXIT_OK)
         elif command is Command.QUIT:
@@ -221,14 +223,24 @@ class Worker:
         self.close_idle = close_idle
         set_title(WORKER_EXITING_TITLE)
         error_log().notice("gracefully shutting down")
-        self.server.begin_graceful_shutdown(close_idle=close_idle)
+        lifecycle.mark_unready()  # `readiness` locations answer 503 from now on
         self.draining = self.loop.create_task(self._drain())
 
     async def _drain(self) -> None:
-        assert self.server is not None
+        assert self.server is not None and self.loop is not None
         timeout = self.cycle.config.worker_shutdown_timeout
+        started = self.loop.time()
+        delay = self.cycle.config.shutdown_delay
+        if timeout is not None:
+            delay = min(delay, timeout)  # the whole quit stays within worker_shutdown_timeout
+        if delay > 0 and self.close_idle:
+            # pyginx extension: keep accepting, unready, so that a balancer probing the readiness
+            # location stops sending before the listener closes.
+            await asyncio.sleep(delay)
+        self.server.begin_graceful_shutdown(close_idle=self.close_idle)
         try:
-            await asyncio.wait_for(self.server.wait_closed(), timeout)
+            remaining = None if timeout is None else max(0.0, timeout - (self.loop.time() - started))
+            await asyncio.wait_for(self.server.wait_closed(), remaining)
         except TimeoutError:
             error_log().notice(
                 f"worker_shutdown_timeout ({timeout:g}s) expired, closing {self.server.connection_count} connection(s)"

@@ -12,7 +12,7 @@ target says where the parser's fields go:
 
 pyginx extensions (not in nginx): worker_heartbeat_timeout (main), symlinks_outside_root (http/server/
 location), health_check (upstream), `keepalive: off` in upstreams (nginx >= 1.29.7 keeps alive by
-default), `types` as YAML mapping in either direction (mime -> extensions, or extension -> mime).
+default), `readiness` (location), `types` as YAML mapping in either direction (mime -> extensions, or extension -> mime).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyginx.config import listen, logs, parsers, upstream
+from pyginx.config import dns, listen, logs, parsers, upstream
 from pyginx.config.parsers import (
     Fields,
     Parser,
@@ -216,6 +216,13 @@ DIRECTIVES: tuple[Directive, ...] = (
     _d("keepalive_requests", UPS, "upstream", number("keepalive_requests", minimum=1)),
     _d("keepalive_time", UPS, "upstream", time("keepalive_time")),
     _d("health_check", UPS, "upstream", upstream.p_health_check),  # pyginx
+    # ---- scale-out (issue 16): DNS at run time, upstream zone (readiness: pyginx/modules/readiness.py)
+    _s("resolver", HTTP_ALL, dns.p_resolver),
+    _s("resolver_timeout", HTTP_ALL, dns.p_resolver_timeout),
+    _d("resolver", UPS, "upstream", dns.p_upstream_resolver),
+    _d("resolver_timeout", UPS, "upstream", dns.p_resolver_timeout),
+    _d("zone", UPS, "upstream", dns.p_zone),
+    _d("shutdown_delay", MAIN, "main", time("shutdown_delay")),  # pyginx
 )
 
 # Directives nginx also allows inside a location's `if` block (NGX_HTTP_LIF_CONF); a server's `if`

@@ -175,7 +175,7 @@ def load(path: str, prefix: str) -> MainConfig:
 def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
     block = read_block(node, "http", env)
     if "upstreams" in block.blocks:
-        _upstreams(*block.blocks["upstreams"], env)
+        _upstreams(*block.blocks["upstreams"], env, block.of("settings"))
     base = HttpSettings(
         root=env.path("html"),
         access_log=(AccessLog(path=env.path("logs/access.log"), format_name="combined"),),
@@ -200,14 +200,14 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
     )
 
 
-def _upstreams(key: YScalar, node: YNode, env: Env) -> None:
+def _upstreams(key: YScalar, node: YNode, env: Env, http_settings: Fields) -> None:
     ups = _as_map(node, '"upstreams"', env, key.line)
     check_duplicates(ups, _src(ups, env), lambda k: f'duplicate upstream "{k}"')
     for name_key, body in ups.items:
         name = name_key.raw
         block = read_block(_as_map(body, f'upstream "{name}"', env, name_key.line), "upstream", env)
         val = Val("upstream", body, name_key.line, _src(name_key, env))
-        env.upstreams[name] = upstream.finish_upstream(name, dict(block.of("upstream")), val)
+        env.upstreams[name] = upstream.finish_upstream(name, dict(block.of("upstream")), val, http_settings)
 
 
 def _server(node: YMap, http: HttpSettings, env: Env) -> Server:

@@ -114,6 +114,16 @@ class Return:
 
 
 @dataclass(frozen=True)
+class Resolver:
+    """`resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]` (nginx's resolver)."""
+
+    addresses: tuple[tuple[str, int], ...]  # name servers, tried in turn
+    valid: float | None = None  # caps the answers' TTLs (None: the TTLs alone)
+    ipv4: bool = True
+    ipv6: bool = True
+
+
+@dataclass(frozen=True)
 class ProxyPass:
     """`proxy_pass http://host:port/uri`, `http://upstream_name`, `http://unix:/path:/uri`."""
 
@@ -266,6 +276,10 @@ class HttpSettings:
     proxy_ignore_client_abort: bool = False
     proxy_set_body: str | None = None
 
+    # scale-out (issue 16): DNS at run time
+    resolver: Resolver | None = None  # `resolver` (http/server/location)
+    resolver_timeout: float = 30.0
+
     # the confs of the modules under pyginx/modules/, by module name (see pyginx/module.py): each
     # a frozen dataclass merged down the levels like the fields above
     modules: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
@@ -342,6 +356,9 @@ class UpstreamServer:
     backup: bool = False
     down: bool = False
     max_conns: int = 0  # 0 = unlimited
+    written: str = field(default="", compare=False)  # as written in the configuration: peer->server
+    resolve: bool = False  # `resolve`: the name is (re-)resolved at run time (nginx >= 1.27.3)
+    service: str | None = None  # `service=NAME`: SRV records of _NAME._tcp.HOST (with resolve)
 
     @property
     def name(self) -> str:
@@ -368,6 +385,12 @@ class Upstream:
     health_check: HealthCheck | None = None
     implicit: bool = False  # made from a `proxy_pass http://host:port` with no upstream block
     pos: SourcePos | None = None
+    # scale-out (issue 16): `zone NAME [SIZE]` and servers resolved at run time
+    zone: str | None = None
+    zone_size: int = 0
+    resolvable: tuple[UpstreamServer, ...] = ()  # `resolve` servers with a name: peers come from DNS
+    resolver: Resolver | None = None  # the upstream's own `resolver`, else the http level's
+    resolver_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -401,6 +424,7 @@ class MainConfig:
     worker_rlimit_nofile: int | None = None
     user: tuple[str, str | None] | None = None  # (user, group)
     worker_heartbeat_timeout: float = 10.0  # pyginx extension: a stuck worker is replaced
+    shutdown_delay: float = 0.0  # pyginx extension: on QUIT, accept (unready) this long before closing
     events: Events = Events()
     http: Http | None = None
     source_text: str = ""  # the raw file, for -T

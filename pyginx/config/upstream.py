@@ -51,7 +51,7 @@ def parse_server_line(val: Val, env: Env) -> tuple[list[UpstreamServer], int | N
     """One `server` line -> its servers (one per resolved address) and the line of `backup`, if any."""
     args = val.args()
     addr = args[0]
-    opts: Fields = {}
+    opts: Fields = {"written": addr.text}
     backup_line: int | None = None
     for arg in args[1:]:
         # nginx words every bad server parameter the same way: invalid parameter "weight=0"
@@ -63,21 +63,35 @@ def parse_server_line(val: Val, env: Env) -> tuple[list[UpstreamServer], int | N
                 parsed = None
         elif name == "fail_timeout" and eq:
             parsed = parse_time(value, seconds_only=True)
-        elif name in ("backup", "down") and not eq:
+        elif name in ("backup", "down", "resolve") and not eq:
             parsed = True
             if name == "backup":
                 backup_line = arg.line
+        elif name == "service" and eq:
+            if not value:
+                raise val.error("service is empty", arg.line)
+            parsed = value
         if parsed is None:
             raise val.invalid_param(arg)
         opts[name] = parsed
+    if "service" in opts and not opts.get("resolve"):
+        raise val.error(f'service upstream "{addr.text}" requires "resolve" parameter', addr.line)
     if addr.text.startswith("unix:"):
         path = env.path(addr.text[5:])
         return [UpstreamServer(host=addr.text, port=0, address=None, unix=path, **opts)], backup_line
     try:
-        host, port, _ = _host_port(addr.text, 80)
+        host, port, explicit_port = _host_port(addr.text, 80)
     except ValueError as exc:
         raise val.error(f'invalid port in upstream "{addr.text}"', addr.line) from exc
     assert port is not None
+    if opts.get("resolve") and resolve.literal(host) is None:
+        # resolved at run time by the worker (pyginx.upstream.dynamic): no address yet
+        if "service" in opts and explicit_port:
+            raise val.error(f'service upstream "{addr.text}" may not have port', addr.line)
+        return [UpstreamServer(host=host, port=port, address=None, **opts)], backup_line
+    if "service" in opts:
+        raise val.error(f'service upstream "{addr.text}" requires domain name', addr.line)
+    opts.pop("resolve", None)  # an address needs no resolving
     try:
         found = resolve.addresses(host, port)
     except OSError as exc:
@@ -176,11 +190,26 @@ def p_health_check(val: Val, env: Env) -> Fields:
     return {"health_check": HealthCheck(**hc)}
 
 
-def finish_upstream(name: str, fields: Fields, val: Val) -> Upstream:
-    """Check the block as a whole (servers present, backup allowed) and build it."""
+def finish_upstream(name: str, fields: Fields, val: Val, http_dns: Fields | None = None) -> Upstream:
+    """Check the block as a whole (servers present, backup allowed, run-time resolving possible)
+    and build it. `http_dns` holds the http level's `resolver` and `resolver_timeout`, if set."""
     backup_line = fields.pop("_backup_line", None)
     if "servers" not in fields or not fields["servers"]:
         raise val.error("no servers are inside upstream")
+    all_servers: tuple[UpstreamServer, ...] = fields["servers"]
+    dynamic = tuple(s for s in all_servers if s.resolve and s.address is None and s.unix is None)
+    if dynamic:
+        if not fields.get("zone"):
+            raise val.error(f'resolving names at run time requires upstream "{name}" to be in shared memory')
+        http_dns = http_dns or {}
+        if fields.get("resolver") is None:
+            if http_dns.get("resolver") is None:
+                raise val.error(f'no resolver defined to resolve names at run time in upstream "{name}"')
+            fields["resolver"] = http_dns["resolver"]
+            if "resolver_timeout" in http_dns and "resolver_timeout" not in fields:
+                fields["resolver_timeout"] = http_dns["resolver_timeout"]
+        fields["servers"] = tuple(s for s in all_servers if s not in dynamic)
+        fields["resolvable"] = dynamic
     balancer = fields.get("balancer", "round_robin")
     if backup_line is not None and balancer in _NO_BACKUP:
         assert isinstance(backup_line, int)

@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pyginx.config.model import HttpSettings, Location, ProxyPass, Upstream, UpstreamServer
+from pyginx.config.model import HttpSettings, Location, ProxyPass, Resolver, Upstream, UpstreamServer
 from pyginx.errors import HttpError
 from pyginx.handlers import proxy_headers as ph
 from pyginx.http.variables import Getter, compile_template, has_variables
@@ -126,6 +126,10 @@ async def resolve_upstream(req: Request, plan: Plan) -> tuple[Upstream, ProxyPas
     host = host.strip("[]")
     port = int(port_text)
     key = f"{host}:{port}"
+    resolver = req.settings.resolver
+    if resolver is not None:
+        found = await _resolve_with(req, resolver, host, port, key)
+        return found, ProxyPass("http", host, port, uri, upstream=key, has_variables=True)
     up = _dynamic.get(key)
     if up is None:
         loop = asyncio.get_running_loop()
@@ -145,3 +149,35 @@ async def resolve_upstream(req: Request, plan: Plan) -> tuple[Upstream, ProxyPas
             _dynamic.clear()  # a small cache, as nginx's resolver cache is bounded too
         _dynamic[key] = up
     return up, ProxyPass("http", host, port, uri, upstream=key, has_variables=True)
+
+
+# proxy_pass with variables and a `resolver`: host:port -> (its addresses, the implicit block made of them)
+_resolved: dict[str, tuple[tuple[str, ...], Upstream]] = {}
+
+
+async def _resolve_with(req: Request, resolver: Resolver, host: str, port: int, key: str) -> Upstream:
+    """nginx's ngx_http_upstream_resolve_handler path: the name asked of the `resolver` (answers
+    cached for their TTL capped by valid=, pyginx.upstream.resolver), an implicit block per answer.
+
+    A failure is nginx's "HOST could not be resolved (N: Text)" and 502."""
+    from pyginx.upstream import runtime
+    from pyginx.upstream.resolver import ResolveError, client_for
+
+    client = client_for(resolver, req.settings.resolver_timeout)
+    try:
+        found = await client.addresses(host)
+    except ResolveError as exc:
+        req.log_error("error", f"{host} could not be resolved ({exc})")
+        raise HttpError(502) from None
+    hit = _resolved.get(key)
+    if hit is not None and hit[0] == found.addrs:
+        return hit[1]
+    if hit is not None:
+        runtime.forget([hit[1]])  # requests still on the old block keep their own references
+    servers = tuple(UpstreamServer(host=host, port=port, address=(a, port)) for a in found.addrs)
+    up = Upstream(name=key, servers=servers, implicit=True)
+    if len(_resolved) > 256:
+        runtime.forget([u for _, u in _resolved.values()])
+        _resolved.clear()
+    _resolved[key] = (found.addrs, up)
+    return up

@@ -177,6 +177,7 @@ class HttpServer:
             self._servers.append(server)
         self._schedule_sweep()
         self._health = _start_health_checks(self.config, loop)
+        _start_resolving(self.config, loop)  # upstream servers with `resolve` (issue 16)
         # Everything allocated so far (configuration, tables, modules) lives as long as the server:
         # move it out of the collector's sight, and collect the young generation less often, since
         # a request's objects are freed by reference counting (they form no cycles).
@@ -210,6 +211,7 @@ class HttpServer:
             except Exception:
                 pass
             self._health = None
+        _stop_resolving(self.config)
         if ctx is None:
             return
         ctx.accepting_closed = True
@@ -285,3 +287,20 @@ def _start_health_checks(config: MainConfig, loop: asyncio.AbstractEventLoop) ->
         return None
     starter = getattr(health, "start_health_checks", None)
     return starter(config.http, loop) if starter is not None else None
+
+
+def _start_resolving(config: MainConfig, loop: asyncio.AbstractEventLoop) -> None:
+    """Upstream servers with `resolve`: the worker re-resolves them while it runs (issue 16)."""
+    if config.http is None or not any(u.resolvable for u in config.http.upstreams.values()):
+        return
+    from pyginx.upstream import runtime
+
+    runtime.start_resolving(list(config.http.upstreams.values()), loop)
+
+
+def _stop_resolving(config: MainConfig) -> None:
+    if config.http is None or not any(u.resolvable for u in config.http.upstreams.values()):
+        return
+    from pyginx.upstream import runtime
+
+    runtime.stop_resolving(list(config.http.upstreams.values()))

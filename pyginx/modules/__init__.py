@@ -8,12 +8,13 @@ and pyginx.module at their top; runtime code (handlers/, upstream/) is imported 
 from __future__ import annotations
 
 from pyginx.module import Module
-from pyginx.modules import empty_gif, proxy, rewrite, static, try_files
+from pyginx.modules import empty_gif, proxy, readiness, rewrite, static, try_files
 
 ALL: tuple[Module, ...] = (
     rewrite.MODULE,
     try_files.MODULE,
     empty_gif.MODULE,
+    readiness.MODULE,
     proxy.MODULE,
     static.MODULE,
 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
 import random as _random
 import time
 import zlib
@@ -71,7 +72,7 @@ class Peer:
         self.name = server.name  # resolved address: what $upstream_addr and the error log print
         # The `server` directive as written: the ketama ring hashes this, so that resolving a name to
         # a different address keeps its points (nginx hashes peer->server too).
-        self.server_id = f"unix:{server.unix}" if server.unix is not None else f"{server.host}:{server.port}"
+        self.server_id = _server_id(server)
         self.weight = max(1, server.weight)
         self.max_fails = server.max_fails
         self.fail_timeout = server.fail_timeout
@@ -133,22 +134,83 @@ class Peers:
         self.name = upstream.name
         self.clock = clock
         self.randint: RandInt = randint if randint is not None else _random.Random().randrange
-        primaries = [s for s in upstream.servers if not s.backup]
-        backups = [s for s in upstream.servers if s.backup]
-        if not primaries:  # the loader refuses this; keep a usable shape anyway
-            primaries, backups = backups, []
-        prim = [Peer(s, i, False) for i, s in enumerate(primaries)]
-        back = [Peer(s, i, True) for i, s in enumerate(backups)]
-        self.primary = PeerGroup(prim, single=len(prim) == 1 and not back)
-        self.backup = PeerGroup(back, single=False) if back else None
-        self.all: list[Peer] = prim + back
         self.method = upstream.balancer
-        # the configured servers not marked down: fixed for the life of the configuration
-        self._tries = self.primary.tries + (self.backup.tries if self.backup is not None else 0)
+        # Peers found by DNS at run time (pyginx.upstream.dynamic), per `resolve` server: index into
+        # upstream.resolvable -> the servers its last good answer gave.
+        self._resolved: dict[int, list[UpstreamServer]] = {}
+        self.generation = 0  # bumped by every change of the peer set
+        self.primary = PeerGroup([], single=False)
+        self.backup: PeerGroup | None = None
+        self.all: list[Peer] = []
+        self._tries = 0
         self._points: list[tuple[int, str]] | None = None
         self._point_hashes: list[int] = []
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """(Re)make the groups from the configured servers plus the resolved ones.
+
+        A peer that stays (same server and address) keeps its Peer object, and so its connection
+        count, failures, weights and index: requests in flight hold it and give it back with free(),
+        and the keep-alive pool is keyed by its address, so neither notices the change. A removed
+        peer is only dropped from the groups; a request still using it finishes normally.
+        """
+        upstream = self.upstream
+        servers = list(upstream.servers)
+        for key in sorted(self._resolved):
+            servers.extend(self._resolved[key])
+        primaries = [s for s in servers if not s.backup]
+        backups = [s for s in servers if s.backup]
+        if not primaries and not upstream.resolvable:  # the loader refuses this; keep a usable shape
+            primaries, backups = backups, []
+        old = {(p.server_id, p.name, p.backup): p for p in self.all}
+        prim = self._group_peers(primaries, False, old)
+        back = self._group_peers(backups, True, old)
+        self.primary = PeerGroup(prim, single=len(prim) == 1 and not back)
+        self.backup = PeerGroup(back, single=False) if back else None
+        self.all = prim + back
+        # the servers not marked down: nginx's peers->tries
+        self._tries = self.primary.tries + (self.backup.tries if self.backup is not None else 0)
+        self._points = None
+        self._point_hashes = []
         if self.method == "hash" and upstream.hash_consistent:
             self._build_ketama()
+        self.generation += 1
+
+    @staticmethod
+    def _group_peers(
+        servers: list[UpstreamServer], backup: bool, old: dict[tuple[str, str, bool], Peer]
+    ) -> list[Peer]:
+        kept: list[Peer | None] = []
+        used: set[int] = set()
+        for s in servers:
+            peer = old.pop((_server_id(s), s.name, backup), None)
+            if peer is not None:
+                peer.server = s
+                peer.weight = max(1, s.weight)
+                used.add(peer.index)
+            kept.append(peer)
+        # New peers take the smallest free indexes (a kept peer's index never changes: requests in
+        # flight mark tried peers by index).
+        free = (i for i in itertools.count() if i not in used)
+        return [
+            p if p is not None else Peer(s, next(free), backup) for p, s in zip(kept, servers, strict=True)
+        ]
+
+    def resolved_count(self, key: int) -> int:
+        """How many servers the last good answer for `upstream.resolvable[key]` gave."""
+        return len(self._resolved.get(key, ()))
+
+    def set_resolved(self, key: int, servers: list[UpstreamServer]) -> bool:
+        """The servers DNS now gives for `upstream.resolvable[key]`; True when the peer set changed."""
+        before = self._resolved.get(key)
+        if before is not None and [(s.name, s.weight, s.backup, s.written) for s in before] == [
+            (s.name, s.weight, s.backup, s.written) for s in servers
+        ]:
+            return False
+        self._resolved[key] = list(servers)
+        self._rebuild()
+        return True
 
     # --------------------------------------------------------------------------------------- per request
 
@@ -197,6 +259,13 @@ class Peers:
     def set_health(self, peer: Peer, up: bool) -> None:
         """Active health checks mark a peer down or up again (independent of passive failures)."""
         peer.health_down = not up
+
+
+def _server_id(server: UpstreamServer) -> str:
+    """nginx's peer->server: the address as the `server` line wrote it (an SRV target's name)."""
+    if server.written:
+        return server.written
+    return f"unix:{server.unix}" if server.unix is not None else f"{server.host}:{server.port}"
 
 
 def _split_server_id(server_id: str) -> tuple[bytes, bytes]:

@@ -109,13 +109,14 @@ class HealthChecks:
     async def _run(self, up: Upstream, conf: HealthCheck) -> None:
         rt = runtime_for(up, self.loop)
         peers = rt.peers
-        states = {id(p): CheckState() for p in peers.all}
+        states: dict[int, CheckState] = {}
         host = up.name
         while True:
-            results = await asyncio.gather(*(probe(p, conf, host) for p in peers.all if not p.down))
+            # a snapshot: with `resolve` servers the peer set may change while the probes run
             live = [p for p in peers.all if not p.down]
+            results = await asyncio.gather(*(probe(p, conf, host) for p in live))
             for peer, why in zip(live, results, strict=True):
-                change = states[id(peer)].record(why is None, conf)
+                change = states.setdefault(id(peer), CheckState()).record(why is None, conf)
                 if change is False:
                     peers.set_health(peer, up=False)
                     error_log().log(

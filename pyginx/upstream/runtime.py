@@ -8,6 +8,7 @@ from fresh state, as nginx's does; the object is kept referenced so its id canno
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from pyginx.config.model import Upstream
 from pyginx.upstream.balancer import Peers
@@ -15,7 +16,7 @@ from pyginx.upstream.pool import Pool
 
 
 class UpstreamRuntime:
-    __slots__ = ("upstream", "peers", "pool", "keepalive")
+    __slots__ = ("upstream", "peers", "pool", "keepalive", "reresolver")
 
     def __init__(self, upstream: Upstream, loop: asyncio.AbstractEventLoop) -> None:
         self.upstream = upstream
@@ -24,6 +25,7 @@ class UpstreamRuntime:
         # configuration; `proxy_pass http://host:port` (an implicit block) closes after each request.
         self.keepalive = 0 if upstream.implicit else upstream.keepalive
         self.pool: Pool | None = None
+        self.reresolver: Any = None  # pyginx.upstream.dynamic.Reresolver, for `resolve` servers
         if self.keepalive > 0:
             self.pool = Pool(
                 loop,
@@ -45,8 +47,34 @@ def runtime_for(upstream: Upstream, loop: asyncio.AbstractEventLoop | None = Non
     return rt
 
 
+def start_resolving(upstreams: list[Upstream], loop: asyncio.AbstractEventLoop) -> list[UpstreamRuntime]:
+    """Start re-resolving the `resolve` servers of these blocks (at worker start: the first answer
+    should not wait for the first request). Returns the runtimes that resolve."""
+    started = []
+    for up in upstreams:
+        if not up.resolvable or up.resolver is None:
+            continue
+        from pyginx.upstream.dynamic import Reresolver  # only configurations with `resolve` load it
+
+        rt = runtime_for(up, loop)
+        if rt.reresolver is None:
+            rt.reresolver = Reresolver(up, rt.peers, loop)
+            rt.reresolver.start()
+        started.append(rt)
+    return started
+
+
+def stop_resolving(upstreams: list[Upstream]) -> None:
+    for up in upstreams:
+        rt = _runtimes.get(id(up))
+        if rt is not None and rt.reresolver is not None:
+            rt.reresolver.stop()
+            rt.reresolver = None
+
+
 def forget(upstreams: list[Upstream]) -> None:
     """Drop the state of a replaced configuration (single-process reload), closing idle connections."""
+    stop_resolving(upstreams)
     for up in upstreams:
         rt = _runtimes.pop(id(up), None)
         if rt is not None and rt.pool is not None:

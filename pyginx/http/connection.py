@@ -36,6 +36,7 @@ _METHOD_TOKEN = re.compile(rb"[A-Z_\-]+\Z")
 _MAX_HEADERS = 1000  # nginx's max_headers default (1.29.8; distributions backported it): more is a 494
 _MAX_QUEUED = 16  # pipelined requests parsed ahead of the one being answered, before reading pauses
 _BODY_HIGH_WATER = 256 * 1024
+_MAX_OFF_T = (1 << 63) - 1  # nginx's NGX_MAX_OFF_T_VALUE: the largest Content-Length or chunk size
 
 
 _VERSION_MAJOR = re.compile(rb"(?m)^[A-Za-z_\-]+ +[^ \r\n]+ +HTTP/([1-9][0-9]{0,8})")
@@ -381,7 +382,9 @@ class HttpConnection(asyncio.Protocol):
         stripped = data.lstrip(b"\r\n")
         space = stripped.find(b" ")
         if space < 0:
-            if len(stripped) < 32 and _METHOD_TOKEN.match(stripped) is not None or not stripped:
+            # nginx has no limit on a method's length but the header buffers (a long one is a 405)
+            limit = self._header_limit()
+            if len(stripped) < limit and _METHOD_TOKEN.match(stripped) is not None or not stripped:
                 self._method_stash = data
                 self._slow = True
                 self._line_prefix = b""  # the stash holds every byte of the line so far
@@ -391,7 +394,7 @@ class HttpConnection(asyncio.Protocol):
                 return True
             return False
         token = stripped[:space]
-        if _METHOD_TOKEN.match(token) is None or len(token) > 32:
+        if _METHOD_TOKEN.match(token) is None or len(token) > self._header_limit():
             return False
         self.parser = self._new_parser()
         self.cur = None
@@ -530,6 +533,7 @@ class HttpConnection(asyncio.Protocol):
         header_list = req.header_list
         host_count = 0
         te: str | None = None
+        bad_length = False
         underscores = self.keepalive_conf.underscores_in_headers
         for raw_name, raw_value in self._headers:
             name = raw_name.decode("latin-1")
@@ -549,19 +553,26 @@ class HttpConnection(asyncio.Protocol):
                 headers[lower] = value
             if lower == "host":
                 host_count += 1
+                if b"\t" in raw_value:  # nginx strips only spaces: a TAB stays in the value
+                    raise HttpError(400, "client sent invalid host header")
             elif lower == "transfer-encoding":
-                te = value
+                te = value if b"\t" not in raw_value else raw_value.decode("latin-1")
+            elif lower == "content-length" and b"\t" in raw_value:
+                bad_length = True
         if req.http_minor == 1 and host_count == 0:
             raise HttpError(400, "client sent HTTP/1.1 request without \"Host\" header")
         path, args, absolute_host = split_target(req.request_uri)
+        if "host" in headers:
+            # validated even when the absolute-form target names the host (nginx checks the header
+            # as it arrives, before the request line's host takes precedence)
+            req.host = validate_host(headers["host"])
         if absolute_host is not None:
             req.host = validate_host(absolute_host)
-        elif "host" in headers:
-            req.host = validate_host(headers["host"])
         cl = headers.get("content-length")
         # nginx's order (ngx_http_process_request_header): Content-Length validity, then
         # Transfer-Encoding: HTTP/1.0 -> 400, not `chunked` -> 501, with Content-Length -> 400
-        if cl is not None and not (cl.isascii() and cl.isdigit()):
+        if cl is not None and (bad_length or not (cl.isascii() and cl.isdigit()) or int(cl) > _MAX_OFF_T):
+            # nginx's ngx_atoof: 2^63 or more does not fit off_t, so the header is invalid (400)
             raise HttpError(400, "client sent invalid \"Content-Length\" header")
         if te is not None:
             if req.http_minor == 0:
@@ -580,6 +591,10 @@ class HttpConnection(asyncio.Protocol):
                 req.body = Body()
         if req.method == "TRACE":
             raise HttpError(405, "TRACE method")
+        if req.method == "CONNECT":
+            # nginx refuses CONNECT (allow_connect off) and closes: what follows it on the connection
+            # (a body, bytes meant for a tunnel) must never be read as the next request
+            raise HttpError(405, "CONNECT method")
         expect = headers.get("expect")
         if expect is not None and expect.lower() == "100-continue" and req.http_minor == 1:
             req.expect_continue = True

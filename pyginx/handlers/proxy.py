@@ -707,9 +707,9 @@ class _Proxy:
         attempt.response_time = time.monotonic() - self.t0
         attempt.bytes_received = parser.received
         sender = self.sender
-        request_done = not conn.write_paused and (
+        request_done = conn.write_buffer_size == 0 and (
             sender is None or (sender.done() and not sender.cancelled() and sender.exception() is None)
-        )  # a request still going out leaves the connection out of step: not pooled
+        )  # a request not wholly sent (nginx's request_body_sent) leaves the connection out of step
         pool = self.rt.pool
         if pool is not None and parser.complete and parser.keepalive and request_done:
             self._detach()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from pyginx.errors import HttpError
+from pyginx.http.chunklimit import INVALID, TOO_LARGE, ChunkScan
 from pyginx.http.request import Body, Request
 from pyginx.http.uri import normalize_path, split_target, validate_host
 
@@ -73,6 +74,9 @@ class HttpConnection(asyncio.Protocol):
     # (pyginx holds 10,000 of them per worker in a few KiB each).
     __slots__ = (
         "_begun",
+        "_chunk_req",
+        "_chunk_scan",
+        "_chunk_sync",
         "_completed_in_feed",
         "_deferred",
         "_dispatch_again",
@@ -89,6 +93,7 @@ class HttpConnection(asyncio.Protocol):
         "_sent_mark",
         "_slow",
         "_sock_fd",
+        "_tail",
         "_upgrade_pending",
         "_url_len",
         "_url_parts",
@@ -166,6 +171,11 @@ class HttpConnection(asyncio.Protocol):
         self._deferred = False  # a request with a body waits in `queue` for the end of this feed
         self._linger_until = 0.0
         self._upgrade_pending: bytearray | None = None
+        # a chunked body's size lines, followed beside llhttp (pyginx.http.chunklimit)
+        self._chunk_scan: ChunkScan | None = None
+        self._chunk_req: Request | None = None
+        self._chunk_sync = False  # the scan starts where the head that announced it ends
+        self._tail = b""  # the last bytes of a feed that ended inside a message head (for that)
         self.tunnel: Callable[[bytes], None] | None = None
         self.tunnel_lost: Callable[[Exception | None], None] | None = None
         self.tunnel_eof: Callable[[], None] | None = None
@@ -313,6 +323,8 @@ class HttpConnection(asyncio.Protocol):
             error = self._classify(str(exc), data if prefix is None else prefix + data)
             self._parse_error(error, self._refused_line(prefix, data))
             return
+        if self._chunk_sync:
+            self._start_chunk_scan(prefix, data)
         if self._deferred:
             self._deferred = False
             self._dispatch_queue()
@@ -332,6 +344,8 @@ class HttpConnection(asyncio.Protocol):
             return None
         if self.parse_failed or self.state == CLOSED:
             return None
+        if self._chunk_scan is not None and not self._chunk_sync and not self._scan_chunks(data):
+            return None
         if self._upgrade_pending is not None:
             self._upgrade_pending += data
             return None
@@ -349,6 +363,7 @@ class HttpConnection(asyncio.Protocol):
         # The bytes of a request line still being read are kept (bounded), so that a method llhttp
         # does not know can be re-parsed once complete (_retry_unknown_method) and a request line
         # without a version is refused at its end instead of waiting for headers.
+        self._tail = data[-3:]
         if self._completed_in_feed or self._headers or prefix is None:
             self._line_prefix = None  # the message began mid-chunk or is past its request line
         elif len(prefix) + len(data) <= self._header_limit():
@@ -459,6 +474,7 @@ class HttpConnection(asyncio.Protocol):
             self.pending_error = _STOP
             raise _ParseAbort
         self._begun = True
+        self._tail = b""
         now = time.monotonic()
         if self.state in (WAIT_FIRST, IDLE):
             self.deadline = now + self.keepalive_conf.client_header_timeout
@@ -506,6 +522,13 @@ class HttpConnection(asyncio.Protocol):
             req.keep_alive = False
             self.parse_failed = self._slow = True
             req.vars["parse_error"] = error.reason
+        if req.chunked and not self.parse_failed:
+            # follow its size lines from the end of this head; only when no other message ended in
+            # this feed, so that the head's end can be found (else the running total still counts)
+            self._chunk_req = req
+            self._chunk_scan = ChunkScan() if self._completed_in_feed == 0 else None
+            self._chunk_sync = self._chunk_scan is not None
+            self._slow = True
         if self.active is None and not self.queue and not self._dispatching:
             if req.has_body and not self.parse_failed:
                 # nginx reads the body bytes that came with the head before it answers (to discard
@@ -615,6 +638,54 @@ class HttpConnection(asyncio.Protocol):
         if not req.host:
             req.host = req.server.primary_name or ""
 
+    # chunked bodies --------------------------------------------------
+
+    def _start_chunk_scan(self, prefix: bytes | None, data: bytes) -> None:
+        """The feed that brought a chunked request's head is parsed: find where the head ended in
+        it and scan the body bytes after it."""
+        self._chunk_sync = False
+        if prefix == b"":
+            seen, before = data, 0  # the message began in this feed
+        elif prefix is not None:
+            seen, before = prefix + data, len(prefix)  # its request line began in an earlier one
+        else:
+            seen, before = self._tail + data, len(self._tail)
+        start = len(seen) - len(seen.lstrip(b"\r\n"))
+        end = seen.find(b"\r\n\r\n", start)
+        if end < 0 or end + 4 < before:
+            self._chunk_scan = None
+            return
+        self._scan_chunks(data[end + 4 - before :])
+
+    def _scan_chunks(self, data: bytes) -> bool:
+        """Judge a chunked body's size lines in `data`; False when the body was refused."""
+        scan, req = self._chunk_scan, self._chunk_req
+        assert scan is not None and req is not None
+        verdict = scan.feed(data, req.settings.client_max_body_size)
+        if scan.done or verdict:
+            self._chunk_scan = self._chunk_req = None
+        if not verdict:
+            return True
+        if req.body.complete or req.body.error is not None:
+            return True
+        if verdict == TOO_LARGE:
+            self.body_too_large(req, scan.announced - scan.last, scan.last)
+            self.parse_failed = self._slow = True  # nginx answers and closes: nothing more is read
+        elif verdict == INVALID:
+            self._parse_error(HttpError(400, "client sent invalid chunked body"))
+        return False
+
+    def body_too_large(self, req: Request, received: int, more: int) -> None:
+        body = req.body
+        if req.chunked:
+            req.log_error("error", f"client intended to send too large chunked body: {received}+{more} bytes")
+        else:
+            req.log_error("error", f"client intended to send too large body: {received + more} bytes")
+        body.fail(HttpError(413, "client intended to send too large body"))
+        body.discard = True
+        body.chunks = []
+        req.keep_alive = False
+
     def on_body(self, data: bytes) -> None:
         req = self.cur
         if req is None:
@@ -623,9 +694,7 @@ class HttpConnection(asyncio.Protocol):
         body.feed(data)
         limit = req.settings.client_max_body_size
         if limit and body.size > limit and body.error is None and not body.discard:
-            body.fail(HttpError(413, "client intended to send too large body"))
-            body.discard = True
-            body.chunks = []
+            self.body_too_large(req, body.size - len(data), len(data))
         if body.discard:
             body.chunks = []
         elif req is not self.active or body.buffered() > _BODY_HIGH_WATER:
@@ -728,7 +797,7 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self.closing_after_response = True
             return
-        req = self.cur if self.cur is not None and self.cur is not self.active else None
+        req = self.cur
         if req is None:
             req = Request(self, "GET", "", 1)
             req.request_line = line

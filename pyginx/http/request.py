@@ -195,6 +195,10 @@ class Request:
         body = self.body
         if not self.has_body:
             return
+        limit = self.settings.client_max_body_size
+        if limit and body.size > limit and body.error is None:
+            # what came before the location was known is judged by the location's limit
+            self.conn.body_too_large(self, body.size, 0)
         self.conn.body_wanted(self)
         while True:
             if body.error is not None:

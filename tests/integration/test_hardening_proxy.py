@@ -81,7 +81,11 @@ def test_chunked_body_over_limit_is_413_not_forwarded(pyginx: Pyginx, fault_orig
     pieces = [b"2bc\r\n" + b"x" * 700 + b"\r\n"] * 3 + [b"0\r\n\r\n"]
     out, _ = _chunked_post(pieces, pyginx.port)
     assert statuses(out) == [413], out
+    # the whole body in the head's segment, judged by the location's limit (it was forwarded: 200)
+    out = _one(pyginx.port, b"POST /py/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(pieces))
+    assert statuses(out) == [413], out
     assert not any(b"POST" in h for h in fault_origin.heads)
+    assert "client intended to send too large chunked body" in pyginx.error_log()
 
 
 @pytest.mark.parametrize(

@@ -138,6 +138,7 @@ class Request:
     body: Body = NO_BODY  # replaced by a Body when the head announces one
     redirects = 0
     error_status = 0
+    status_line: tuple[int, bytes] | None = None  # (status, line): a proxied response's own status line
     in_error_page = False
     client_closed = False
     upgrade = False

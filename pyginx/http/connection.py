@@ -1003,6 +1003,11 @@ class HttpConnection(asyncio.Protocol):
         # header, keep-alive and lingering timeouts: close without a response, as nginx does
         self.close()
 
+    @property
+    def reusable(self) -> bool:
+        """Idle keep-alive, or no byte of a first request yet: nginx may close it to free a slot."""
+        return self.state <= IDLE and self.cur is None and self.active is None and not self.queue
+
     def graceful(self, close_idle: bool) -> None:
         """Server shutdown: answer what is in flight with Connection: close."""
         self.closing_after_response = True

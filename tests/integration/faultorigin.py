@@ -140,7 +140,9 @@ class FaultOrigin:
             c.sendall(b"NOT HTTP AT ALL\r\n\r\n")
             return False
         elif path.endswith("/fault/cl-te"):
-            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n")
+            c.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n"
+            )
             return False
         elif path.endswith("/fault/dup-cl"):
             c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc")

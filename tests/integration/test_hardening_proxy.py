@@ -27,7 +27,9 @@ def _one(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     return exchange(port, data, timeout)
 
 
-def test_upstream_without_keepalive_closes_after_each_response(pyginx: Pyginx, fault_origin: FaultOrigin) -> None:
+def test_upstream_without_keepalive_closes_after_each_response(
+    pyginx: Pyginx, fault_origin: FaultOrigin
+) -> None:
     """Issue 12 item 3: an origin answering before it read the body; the body left on a reused
     connection became the next request (404, 404 where nginx gives 404, 200)."""
     pyginx.write_config(_config(pyginx, fault_origin))
@@ -82,7 +84,9 @@ def test_chunked_body_over_limit_is_413_not_forwarded(pyginx: Pyginx, fault_orig
     out, _ = _chunked_post(pieces, pyginx.port)
     assert statuses(out) == [413], out
     # the whole body in the head's segment, judged by the location's limit (it was forwarded: 200)
-    out = _one(pyginx.port, b"POST /py/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(pieces))
+    out = _one(
+        pyginx.port, b"POST /py/x HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(pieces)
+    )
     assert statuses(out) == [413], out
     assert not any(b"POST" in h for h in fault_origin.heads)
     assert "client intended to send too large chunked body" in pyginx.error_log()
@@ -90,7 +94,12 @@ def test_chunked_body_over_limit_is_413_not_forwarded(pyginx: Pyginx, fault_orig
 
 @pytest.mark.parametrize(
     "line,status",
-    [(b"800\r\nabc", 413), (b"401\r\na", 413), (b"8000000000000000\r\n", 400), (b"fffffffffffffffff\r\n", 400)],
+    [
+        (b"800\r\nabc", 413),
+        (b"401\r\na", 413),
+        (b"8000000000000000\r\n", 400),
+        (b"fffffffffffffffff\r\n", 400),
+    ],
     ids=["2k chunk", "1025 chunk", "2^63 chunk", "17 hex digits"],
 )
 def test_chunk_size_line_over_limit_refused_at_once(

@@ -21,6 +21,7 @@ from pyginx.errors import HttpError
 from pyginx.http.chunklimit import INVALID, TOO_LARGE, ChunkScan
 from pyginx.http.request import Body, Request
 from pyginx.http.uri import normalize_path, split_target, validate_host
+from pyginx.log import error_log
 
 if TYPE_CHECKING:
     from pyginx.http.server import ServerContext
@@ -63,6 +64,7 @@ def _percent_byte(m: re.Match[bytes]) -> bytes:
 
 
 _STOP = HttpError(0, "the connection reads no more requests")
+_TIMED_OUT = "client timed out (110: Connection timed out)"
 
 
 class _ParseAbort(Exception):
@@ -702,6 +704,8 @@ class HttpConnection(asyncio.Protocol):
                 self._pause_reading()
         if self.state == HEAD or (req is self.active and req.body.waiter is not None):
             self.deadline = time.monotonic() + req.settings.client_body_timeout
+        elif self.state == IDLE and req.finished:  # discarding after the answer (request_done)
+            self.deadline = min(self._linger_until, time.monotonic() + req.settings.lingering_timeout)
 
     def on_message_complete(self) -> None:
         self._begun = False
@@ -710,6 +714,8 @@ class HttpConnection(asyncio.Protocol):
         self.cur = None
         if req is not None and req.has_body:
             req.body.finish()
+            if self.state == IDLE and req.finished:  # discarded whole: now the keep-alive wait
+                self.deadline = time.monotonic() + req.settings.keepalive_timeout
 
     # ------------------------------------------------------------------ body reading hooks
 
@@ -847,7 +853,14 @@ class HttpConnection(asyncio.Protocol):
         elif self.active is None and self.state != CLOSED:
             self.state = IDLE if self.cur is None or self.cur is req else HEAD
             if self.state == IDLE:
-                self.deadline = time.monotonic() + req.settings.keepalive_timeout
+                now = time.monotonic()
+                if self.cur is req:
+                    # the rest of its body is still to be discarded: nginx waits for it at most
+                    # lingering_timeout between reads and lingering_time in all, then closes
+                    self._linger_until = now + req.settings.lingering_time
+                    self.deadline = now + req.settings.lingering_timeout
+                else:
+                    self.deadline = now + req.settings.keepalive_timeout
             self.keepalive_conf = req.settings
             if self.read_paused:
                 self._resume_reading()
@@ -995,13 +1008,48 @@ class HttpConnection(asyncio.Protocol):
                 self.close(abort=True)
                 return
             if self._write_waiter is not None or self.write_paused:
+                if req is not None:
+                    req.log_error("info", f"{_TIMED_OUT} while sending response to client")
                 self.close(abort=True)  # send_timeout: nginx just closes
                 self._wake_writers(ConnectionResetError("send timed out"))
                 return
             self.deadline = 0.0
             return
         # header, keep-alive and lingering timeouts: close without a response, as nginx does
+        if state == WAIT_FIRST:
+            error_log().log(
+                "info",
+                f"{_TIMED_OUT} while waiting for request, client: {self.client_addr}, "
+                f"server: {self.server_addr}:{self.server_port}",
+                self.conn_id,
+            )
+        elif state == HEAD and self.active is None:
+            self._log_head_timeout()
         self.close()
+
+    def _log_head_timeout(self) -> None:
+        """nginx logs a request whose head timed out (info) and writes a 408 access-log line for it."""
+        parser = self.parser
+        try:
+            version = parser.get_http_version()
+            method = self._method_override or parser.get_method().decode("ascii")
+        except Exception:
+            version, method = "0.0", ""
+        if self._headers or version != "0.0":
+            req = Request(self, method, b"".join(self._url_parts).decode("latin-1"), int(version[-1]), version)
+            phase = "reading client request headers"
+        else:
+            req = Request(self, "GET", "", 1)
+            req.request_line = self._refused_line(self._line_prefix, b"")
+            phase = "reading client request line"
+        for name, value in self._headers:
+            if name.lower() == b"host":
+                req.headers["host"] = value.decode("latin-1")
+                break
+        req.log_error("info", f"{_TIMED_OUT} while {phase}")
+        req.status = 408
+        req.end_time = time.monotonic()
+        self.ctx.log_request(req)
 
     @property
     def reusable(self) -> bool:

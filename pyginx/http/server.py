@@ -282,6 +282,7 @@ class HttpServer:
             except Exception:
                 pass
             self._health = None
+        _close_idle_upstreams(self.config)
         if ctx is None:
             return
         ctx.accepting_closed = True
@@ -355,6 +356,17 @@ def _backlog(config: MainConfig, key: ListenKey) -> int:
             if addr.key == key:
                 return addr.backlog
     return 511
+
+
+def _close_idle_upstreams(config: MainConfig) -> None:
+    """Idle upstream keep-alive connections are closed at once when the worker stops accepting."""
+    if config.http is None or not config.http.upstreams:
+        return
+    try:
+        runtime = importlib.import_module("pyginx.upstream.runtime")
+    except ImportError:
+        return
+    runtime.close_idle(config.http.upstreams.values())
 
 
 def _start_health_checks(config: MainConfig, loop: asyncio.AbstractEventLoop) -> Any:

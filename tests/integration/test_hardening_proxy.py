@@ -157,3 +157,30 @@ def test_upstream_body_fault_truncates(pyginx: Pyginx, fault_origin: FaultOrigin
         assert out.endswith(b"0123456789")
     else:
         assert not out.endswith(b"0\r\n\r\n")
+
+
+def test_retiring_worker_closes_its_idle_upstream_connections(pyginx: Pyginx) -> None:
+    """Issue 12 item 6: a server proxying to itself with keepalive; after a reload the old worker
+    kept its idle upstream connection (to itself) open and lingered until worker_shutdown_timeout."""
+    import signal
+
+    from tests.integration.harness import alive, free_port
+
+    inner = free_port()
+    text = proxy_config(
+        pyginx.port,
+        upstreams=f"self:\n  servers:\n    - 127.0.0.1:{inner}\n  keepalive: 4\n",
+        locations="- location: /up/\n  proxy_pass: http://self\n",
+    ).replace("worker_shutdown_timeout: 3s", "worker_shutdown_timeout: 20s")
+    text += f"    - listen: 127.0.0.1:{inner}\n      locations:\n        - location: /\n          return: 200 inner\n"
+    text = text.replace("keepalive_timeout: 10s", "keepalive_timeout: 30s")
+    pyginx.write_config(text)
+    master = pyginx.start(workers=1)
+    out = _one(pyginx.port, b"GET /up/x HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+    assert out.endswith(b"inner")
+    old = pyginx.workers(master)
+    t0 = time.monotonic()
+    pyginx.signal(signal.SIGHUP)
+    for pid in old:
+        wait_for(lambda p=pid: not alive(p) or None, 15, f"old worker {pid} to exit")
+    assert time.monotonic() - t0 < 5.0  # not keepalive_timeout (30 s) nor worker_shutdown_timeout (20 s)

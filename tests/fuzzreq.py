@@ -34,9 +34,39 @@ TARGETS = [
     "/sp ace",
     "/\u00e9",
 ]
-VERSIONS = ["HTTP/1.1"] * 6 + ["HTTP/1.0", "HTTP/1.0", "HTTP/2.0", "HTTP/1.01", "http/1.1", "HTTP/1.1 ", "HTTP/0.9"]
-HOSTS = ["localhost"] * 6 + ["", "a..b", "LOCALHOST:80", "local\thost", "localhost\t", "[::1]", "x" * 300, "a b", "ex.com."]
-LENGTHS = ["{n}", "{n}", " {n}", "{n} ", "+{n}", "-1", "0x10", "{n}\t", "9223372036854775808", "1 0", "{n}, {n}"]
+VERSIONS = ["HTTP/1.1"] * 6 + [
+    "HTTP/1.0",
+    "HTTP/1.0",
+    "HTTP/2.0",
+    "HTTP/1.01",
+    "http/1.1",
+    "HTTP/1.1 ",
+    "HTTP/0.9",
+]
+HOSTS = ["localhost"] * 6 + [
+    "",
+    "a..b",
+    "LOCALHOST:80",
+    "local\thost",
+    "localhost\t",
+    "[::1]",
+    "x" * 300,
+    "a b",
+    "ex.com.",
+]
+LENGTHS = [
+    "{n}",
+    "{n}",
+    " {n}",
+    "{n} ",
+    "+{n}",
+    "-1",
+    "0x10",
+    "{n}\t",
+    "9223372036854775808",
+    "1 0",
+    "{n}, {n}",
+]
 TES = ["chunked", "chunked", "Chunked", "gzip", "gzip, chunked", "chunked\t", " chunked", "identity", ""]
 OTHER = [
     ("User-Agent", "fuzz"),

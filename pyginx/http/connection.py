@@ -41,7 +41,9 @@ _BODY_HIGH_WATER = 256 * 1024
 _MAX_OFF_T = (1 << 63) - 1  # nginx's NGX_MAX_OFF_T_VALUE: the largest Content-Length or chunk size
 
 
-_VERSION_MAJOR = re.compile(rb"(?m)^[A-Za-z_\-]+ +[^ \r\n]+ +HTTP/([1-9][0-9]{0,8})")
+# the major version of a request line whose target nginx accepts (origin or absolute form): nginx
+# answers 505 for a major above 1 as soon as it reads one, whatever comes after it
+_VERSION_MAJOR = re.compile(rb"(?m)^[A-Za-z_\-]+ +(?:/|[A-Za-z][A-Za-z0-9+.\-]*://)[!-~\x80-\xff]* +HTTP/([1-9][0-9]{0,8})")
 
 
 def transfer_encoding_error(message: str, http10: bool, earlier: list[bytes]) -> HttpError:
@@ -453,11 +455,17 @@ class HttpConnection(asyncio.Protocol):
     def _classify(self, message: str, seen: bytes) -> HttpError:
         """The status nginx gives a request llhttp refused; `seen` holds the bytes of this feed."""
         lowered = message.lower()
+        majors = _VERSION_MAJOR.findall(seen)
+        if majors and int(majors[-1]) > 1:
+            return HttpError(505, "HTTP version not supported")  # nginx: at the request line
         if "transfer-encoding" in lowered:
             try:
                 http10 = self.parser.get_http_version() == "1.0"
             except Exception:
                 http10 = False
+            earlier_error = self._checks_before_te(http10)
+            if earlier_error is not None:
+                return earlier_error
             earlier = [v for n, v in self._headers if n.lower() == b"transfer-encoding"]
             return transfer_encoding_error(lowered, http10, earlier)
         if "version" in lowered or "expected dot" in lowered:
@@ -466,6 +474,33 @@ class HttpConnection(asyncio.Protocol):
             if majors and int(majors[-1]) > 1:
                 return HttpError(505, "HTTP version not supported")
         return HttpError(400, message)
+
+    def _checks_before_te(self, http10: bool) -> HttpError | None:
+        """What nginx refuses before it looks at Transfer-Encoding (the header handlers as each
+        line arrives, then ngx_http_process_request_header): Host and Content-Length."""
+        try:  # the request line's URI first
+            path, _, absolute_host = split_target(b"".join(self._url_parts).decode("utf-8", "surrogateescape"))
+            normalize_path(path, True)
+            if absolute_host is not None:
+                validate_host(absolute_host)
+        except HttpError as exc:
+            return exc
+        hosts = [v for n, v in self._headers if n.lower() == b"host"]
+        lengths = [v for n, v in self._headers if n.lower() == b"content-length"]
+        if len(hosts) > 1:
+            return HttpError(400, "duplicate Host header")
+        if len(lengths) > 1:
+            return HttpError(400, "duplicate Content-Length header")
+        try:
+            if hosts:
+                validate_host(hosts[0].decode("latin-1").strip(" "))
+        except HttpError as exc:
+            return exc
+        if not hosts and not http10:
+            return HttpError(400, 'client sent HTTP/1.1 request without "Host" header')
+        if lengths and not lengths[0].strip(b" ").isdigit():
+            return HttpError(400, 'client sent invalid "Content-Length" header')
+        return None
 
     # parser callbacks -------------------------------------------------
 
@@ -614,18 +649,18 @@ class HttpConnection(asyncio.Protocol):
             req.has_body = req.content_length > 0
             if req.has_body:
                 req.body = Body()
+        expect = headers.get("expect")
+        if expect is not None and expect.lower() == "100-continue" and req.http_minor == 1:
+            req.expect_continue = True
+        req.args = args
+        self._choose_server(req)
+        req.uri = normalize_path(path, req.settings.merge_slashes)  # a bad URI is 400 before these:
         if req.method == "TRACE":
             raise HttpError(405, "TRACE method")
         if req.method == "CONNECT":
             # nginx refuses CONNECT (allow_connect off) and closes: what follows it on the connection
             # (a body, bytes meant for a tunnel) must never be read as the next request
             raise HttpError(405, "CONNECT method")
-        expect = headers.get("expect")
-        if expect is not None and expect.lower() == "100-continue" and req.http_minor == 1:
-            req.expect_continue = True
-        req.args = args
-        self._choose_server(req)
-        req.uri = normalize_path(path, req.settings.merge_slashes)
         req.keep_alive = bool(parser.should_keep_alive()) and req.settings.keepalive_timeout > 0
         if self.requests + 1 >= req.settings.keepalive_requests:
             req.keep_alive = False

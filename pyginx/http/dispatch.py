@@ -46,6 +46,12 @@ class Dispatcher:
 
     def route(self, req: Request, table: LocationTable) -> bool:
         """Choose the location for req.uri; False when the request was answered (an error)."""
+        if table.auto_redirect and req.uri in table.auto_redirect:
+            # ngx_http_core_find_location's NGX_DONE: before regexes, whatever the method
+            target = table.auto_redirect[req.uri].match
+            self.apply_location(req, None)
+            req.redirect(301, target + "?" + req.args if req.args else target)
+            return False
         loc = table.find(req.uri)
         self.apply_location(req, loc)
         if loc is not None and loc.settings.internal and not req.internal:

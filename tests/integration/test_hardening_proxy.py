@@ -184,3 +184,20 @@ def test_retiring_worker_closes_its_idle_upstream_connections(pyginx: Pyginx) ->
     for pid in old:
         wait_for(lambda p=pid: not alive(p) or None, 15, f"old worker {pid} to exit")
     assert time.monotonic() - t0 < 5.0  # not keepalive_timeout (30 s) nor worker_shutdown_timeout (20 s)
+
+
+def test_proxied_prefix_without_its_slash_redirects(pyginx: Pyginx, fault_origin: FaultOrigin) -> None:
+    """Issue 12 item 6: `GET /py` for a proxied `location /py/` is nginx's auto_redirect (301 to
+    /py/, args kept), even when `location /` would match it; it was a 404 from `/`."""
+    loc = "- location: /\n  return: 200 root\n"
+    pyginx.write_config(_config(pyginx, fault_origin, location_extra=loc))
+    pyginx.start()
+    for method in (b"GET", b"POST"):
+        s = socket.create_connection(("127.0.0.1", pyginx.port), timeout=5)
+        with s:
+            s.sendall(method + b" /py?a=1 HTTP/1.1\r\n" + H + b"Content-Length: 0\r\n\r\n")
+            status, headers, _ = read_response(s)
+        assert status == 301
+        assert headers["location"] == f"http://localhost:{pyginx.port}/py/?a=1"
+    assert statuses(_one(pyginx.port, b"GET /pyx HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")) == [200]
+    assert not fault_origin.heads

@@ -628,6 +628,10 @@ class HttpConnection(asyncio.Protocol):
             req.host = validate_host(headers["host"])
         if absolute_host is not None:
             req.host = validate_host(absolute_host)
+        req.args = args
+        self._choose_server(req)
+        # nginx parses the URI with the request line: a bad one is 400 before any header verdict
+        req.uri = normalize_path(path, req.settings.merge_slashes)
         cl = headers.get("content-length")
         # nginx's order (ngx_http_process_request_header): Content-Length validity, then
         # Transfer-Encoding: HTTP/1.0 -> 400, not `chunked` -> 501, with Content-Length -> 400
@@ -652,9 +656,6 @@ class HttpConnection(asyncio.Protocol):
         expect = headers.get("expect")
         if expect is not None and expect.lower() == "100-continue" and req.http_minor == 1:
             req.expect_continue = True
-        req.args = args
-        self._choose_server(req)
-        req.uri = normalize_path(path, req.settings.merge_slashes)  # a bad URI is 400 before these:
         if req.method == "TRACE":
             raise HttpError(405, "TRACE method")
         if req.method == "CONNECT":

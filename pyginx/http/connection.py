@@ -707,9 +707,12 @@ class HttpConnection(asyncio.Protocol):
         if req.body.complete or req.body.error is not None:
             return True
         if verdict == TOO_LARGE:
-            self.body_too_large(req, scan.announced - scan.last, scan.last)
-            self.parse_failed = self._slow = True  # nginx answers and closes: nothing more is read
-        elif verdict == INVALID:
+            # for a reader of the body (413, then the close of that status); a handler that answered
+            # without it (`return`, a 405) discards it, and nginx applies no limit to that
+            if not req.body.discard:
+                self.body_too_large(req, scan.announced - scan.last, scan.last)
+            return True
+        if verdict == INVALID:
             self._parse_error(HttpError(400, "client sent invalid chunked body"))
         return False
 
@@ -722,7 +725,6 @@ class HttpConnection(asyncio.Protocol):
         body.fail(HttpError(413, "client intended to send too large body"))
         body.discard = True
         body.chunks = []
-        req.keep_alive = False
 
     def on_body(self, data: bytes) -> None:
         req = self.cur

@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TESTSTAMP := $(VENV)/.installed-test
 
-.PHONY: run stop test lint bench clean
+.PHONY: run stop test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(TESTSTAMP)
 
 bench: $(TESTSTAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# minutes of mixed load with reloads and reopens; fails when fds or RSS grow past bench/soak.py's
+# bounds (not part of `make test`). SOAK_ARGS="--server nginx" runs the same soak against nginx.
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) logs

@@ -378,7 +378,9 @@ class Upstream:
     hash_key: str | None = None  # template for `hash`
     hash_consistent: bool = False
     random_two: bool = False
-    keepalive: int = 32  # idle connections kept per worker (nginx >= 1.29.7 keeps alive by default)
+    # idle connections kept per worker; none without a `keepalive` directive, as nginx 1.22 (the
+    # reference installed here): each connection closes after its response (issue 12 item 3)
+    keepalive: int = 0
     keepalive_timeout: float = 60.0
     keepalive_requests: int = 1000
     keepalive_time: float = 3600.0

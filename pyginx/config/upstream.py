@@ -144,7 +144,7 @@ def p_random(val: Val, env: Env) -> Fields:
 
 def p_keepalive(val: Val, env: Env) -> Fields:
     arg = val.one()
-    if arg.text == "off":  # pyginx: nginx >= 1.29.7 keeps alive by default; this turns it off
+    if arg.text == "off":  # pyginx: the same as no `keepalive` (nginx >= 1.29.7 keeps alive by default)
         return {"keepalive": 0}
     return {"keepalive": arg_number(val, arg)}
 

@@ -31,6 +31,7 @@ from pyginx.handlers import proxy_headers as ph
 from pyginx.handlers.proxy_plan import Plan, hash_key, plan_for, resolve_upstream
 from pyginx.handlers.proxy_tunnel import Tunnel, switching_head
 from pyginx.http.headers import encode_lines
+from pyginx.http.status import REASONS, STATUS_LINE_REASONS, upstream_status_line
 from pyginx.http.variables import compile_template
 from pyginx.upstream.attempts import Attempt, Attempts, final_status, may_retry, replayable
 from pyginx.upstream.balancer import Peer, PeerState, Selection
@@ -41,6 +42,14 @@ from pyginx.upstream.runtime import UpstreamRuntime, runtime_for
 
 if TYPE_CHECKING:
     from pyginx.http.request import Request
+
+# the reason phrases nginx would write itself (the upstream's own is passed when it differs)
+_TABLE_REASONS: dict[int, str] = {code: REASONS[code] for code in STATUS_LINE_REASONS}
+
+
+def status_line_for(status: int, reason: str) -> tuple[int, bytes]:
+    return status, upstream_status_line(status, reason)
+
 
 # nginx's error-log phrases for what the upstream connection was doing
 CONNECTING = "while connecting to upstream"
@@ -563,6 +572,8 @@ class _Proxy:
                 headers = ph.filter_response(head.headers, names, plan.drop)
                 encoded = encode_lines(headers)
                 head.passed = (plan.drop, headers, encoded)
+        if head.reason != _TABLE_REASONS.get(status):
+            req.status_line = status_line_for(status, head.reason)  # nginx passes the upstream's
         if parser.complete and req.method != "HEAD":
             # the whole response is here: one write to the client, the connection back to the pool
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
@@ -706,9 +717,9 @@ class _Proxy:
         attempt.response_time = time.monotonic() - self.t0
         attempt.bytes_received = parser.received
         sender = self.sender
-        request_done = not conn.write_paused and (
+        request_done = conn.write_buffer_size == 0 and (
             sender is None or (sender.done() and not sender.cancelled() and sender.exception() is None)
-        )  # a request still going out leaves the connection out of step: not pooled
+        )  # a request not wholly sent (nginx's request_body_sent) leaves the connection out of step
         pool = self.rt.pool
         if pool is not None and parser.complete and parser.keepalive and request_done:
             self._detach()

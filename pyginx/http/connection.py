@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from pyginx.errors import HttpError
+from pyginx.http.chunklimit import INVALID, TOO_LARGE, ChunkScan
 from pyginx.http.request import Body, Request
 from pyginx.http.uri import normalize_path, split_target, validate_host
+from pyginx.log import error_log
 
 if TYPE_CHECKING:
     from pyginx.http.server import ServerContext
@@ -36,9 +38,12 @@ _METHOD_TOKEN = re.compile(rb"[A-Z_\-]+\Z")
 _MAX_HEADERS = 1000  # nginx's max_headers default (1.29.8; distributions backported it): more is a 494
 _MAX_QUEUED = 16  # pipelined requests parsed ahead of the one being answered, before reading pauses
 _BODY_HIGH_WATER = 256 * 1024
+_MAX_OFF_T = (1 << 63) - 1  # nginx's NGX_MAX_OFF_T_VALUE: the largest Content-Length or chunk size
 
 
-_VERSION_MAJOR = re.compile(rb"(?m)^[A-Za-z_\-]+ +[^ \r\n]+ +HTTP/([1-9][0-9]{0,8})")
+# the major version of a request line whose target nginx accepts (origin or absolute form): nginx
+# answers 505 for a major above 1 as soon as it reads one, whatever comes after it
+_VERSION_MAJOR = re.compile(rb"(?m)^[A-Za-z_\-]+ +(?:/|[A-Za-z][A-Za-z0-9+.\-]*://)[!-~\x80-\xff]* +HTTP/([1-9][0-9]{0,8})")
 
 
 def transfer_encoding_error(message: str, http10: bool, earlier: list[bytes]) -> HttpError:
@@ -61,6 +66,7 @@ def _percent_byte(m: re.Match[bytes]) -> bytes:
 
 
 _STOP = HttpError(0, "the connection reads no more requests")
+_TIMED_OUT = "client timed out (110: Connection timed out)"
 
 
 class _ParseAbort(Exception):
@@ -72,6 +78,9 @@ class HttpConnection(asyncio.Protocol):
     # (pyginx holds 10,000 of them per worker in a few KiB each).
     __slots__ = (
         "_begun",
+        "_chunk_req",
+        "_chunk_scan",
+        "_chunk_sync",
         "_completed_in_feed",
         "_deferred",
         "_dispatch_again",
@@ -88,6 +97,7 @@ class HttpConnection(asyncio.Protocol):
         "_sent_mark",
         "_slow",
         "_sock_fd",
+        "_tail",
         "_upgrade_pending",
         "_url_len",
         "_url_parts",
@@ -168,6 +178,11 @@ class HttpConnection(asyncio.Protocol):
         self._deferred = False  # a request with a body waits in `queue` for the end of this feed
         self._linger_until = 0.0
         self._upgrade_pending: bytearray | None = None
+        # a chunked body's size lines, followed beside llhttp (pyginx.http.chunklimit)
+        self._chunk_scan: ChunkScan | None = None
+        self._chunk_req: Request | None = None
+        self._chunk_sync = False  # the scan starts where the head that announced it ends
+        self._tail = b""  # the last bytes of a feed that ended inside a message head (for that)
         self.tunnel: Callable[[bytes], None] | None = None
         self.tunnel_lost: Callable[[Exception | None], None] | None = None
         self.tunnel_eof: Callable[[], None] | None = None
@@ -315,6 +330,8 @@ class HttpConnection(asyncio.Protocol):
             error = self._classify(str(exc), data if prefix is None else prefix + data)
             self._parse_error(error, self._refused_line(prefix, data))
             return
+        if self._chunk_sync:
+            self._start_chunk_scan(prefix, data)
         if self._deferred:
             self._deferred = False
             self._dispatch_queue()
@@ -334,6 +351,8 @@ class HttpConnection(asyncio.Protocol):
             return None
         if self.parse_failed or self.state == CLOSED:
             return None
+        if self._chunk_scan is not None and not self._chunk_sync and not self._scan_chunks(data):
+            return None
         if self._upgrade_pending is not None:
             self._upgrade_pending += data
             return None
@@ -351,6 +370,7 @@ class HttpConnection(asyncio.Protocol):
         # The bytes of a request line still being read are kept (bounded), so that a method llhttp
         # does not know can be re-parsed once complete (_retry_unknown_method) and a request line
         # without a version is refused at its end instead of waiting for headers.
+        self._tail = data[-3:]
         if self._completed_in_feed or self._headers or prefix is None:
             self._line_prefix = None  # the message began mid-chunk or is past its request line
         elif len(prefix) + len(data) <= self._header_limit():
@@ -384,7 +404,9 @@ class HttpConnection(asyncio.Protocol):
         stripped = data.lstrip(b"\r\n")
         space = stripped.find(b" ")
         if space < 0:
-            if len(stripped) < 32 and _METHOD_TOKEN.match(stripped) is not None or not stripped:
+            # nginx has no limit on a method's length but the header buffers (a long one is a 405)
+            limit = self._header_limit()
+            if len(stripped) < limit and _METHOD_TOKEN.match(stripped) is not None or not stripped:
                 self._method_stash = data
                 self._slow = True
                 self._line_prefix = b""  # the stash holds every byte of the line so far
@@ -394,7 +416,7 @@ class HttpConnection(asyncio.Protocol):
                 return True
             return False
         token = stripped[:space]
-        if _METHOD_TOKEN.match(token) is None or len(token) > 32:
+        if _METHOD_TOKEN.match(token) is None or len(token) > self._header_limit():
             return False
         self.parser = self._new_parser()
         self.cur = None
@@ -436,11 +458,17 @@ class HttpConnection(asyncio.Protocol):
     def _classify(self, message: str, seen: bytes) -> HttpError:
         """The status nginx gives a request llhttp refused; `seen` holds the bytes of this feed."""
         lowered = message.lower()
+        majors = _VERSION_MAJOR.findall(seen)
+        if majors and int(majors[-1]) > 1:
+            return HttpError(505, "HTTP version not supported")  # nginx: at the request line
         if "transfer-encoding" in lowered:
             try:
                 http10 = self.parser.get_http_version() == "1.0"
             except Exception:
                 http10 = False
+            earlier_error = self._checks_before_te(http10)
+            if earlier_error is not None:
+                return earlier_error
             earlier = [v for n, v in self._headers if n.lower() == b"transfer-encoding"]
             return transfer_encoding_error(lowered, http10, earlier)
         if "version" in lowered or "expected dot" in lowered:
@@ -449,6 +477,33 @@ class HttpConnection(asyncio.Protocol):
             if majors and int(majors[-1]) > 1:
                 return HttpError(505, "HTTP version not supported")
         return HttpError(400, message)
+
+    def _checks_before_te(self, http10: bool) -> HttpError | None:
+        """What nginx refuses before it looks at Transfer-Encoding (the header handlers as each
+        line arrives, then ngx_http_process_request_header): Host and Content-Length."""
+        try:  # the request line's URI first
+            path, _, absolute_host = split_target(b"".join(self._url_parts).decode("utf-8", "surrogateescape"))
+            normalize_path(path, True)
+            if absolute_host is not None:
+                validate_host(absolute_host)
+        except HttpError as exc:
+            return exc
+        hosts = [v for n, v in self._headers if n.lower() == b"host"]
+        lengths = [v for n, v in self._headers if n.lower() == b"content-length"]
+        if len(hosts) > 1:
+            return HttpError(400, "duplicate Host header")
+        if len(lengths) > 1:
+            return HttpError(400, "duplicate Content-Length header")
+        try:
+            if hosts:
+                validate_host(hosts[0].decode("latin-1").strip(" "))
+        except HttpError as exc:
+            return exc
+        if not hosts and not http10:
+            return HttpError(400, 'client sent HTTP/1.1 request without "Host" header')
+        if lengths and not lengths[0].strip(b" ").isdigit():
+            return HttpError(400, 'client sent invalid "Content-Length" header')
+        return None
 
     # parser callbacks -------------------------------------------------
 
@@ -459,6 +514,7 @@ class HttpConnection(asyncio.Protocol):
             self.pending_error = _STOP
             raise _ParseAbort
         self._begun = True
+        self._tail = b""
         now = time.monotonic()
         if self.state in (WAIT_FIRST, IDLE):
             self.deadline = now + self.keepalive_conf.client_header_timeout
@@ -506,6 +562,13 @@ class HttpConnection(asyncio.Protocol):
             req.keep_alive = False
             self.parse_failed = self._slow = True
             req.vars["parse_error"] = error.reason
+        if req.chunked and not self.parse_failed:
+            # follow its size lines from the end of this head; only when no other message ended in
+            # this feed, so that the head's end can be found (else the running total still counts)
+            self._chunk_req = req
+            self._chunk_scan = ChunkScan() if self._completed_in_feed == 0 else None
+            self._chunk_sync = self._chunk_scan is not None
+            self._slow = True
         if self.active is None and not self.queue and not self._dispatching:
             if req.has_body and not self.parse_failed:
                 # nginx reads the body bytes that came with the head before it answers (to discard
@@ -533,6 +596,7 @@ class HttpConnection(asyncio.Protocol):
         header_list = req.header_list
         host_count = 0
         te: str | None = None
+        bad_length = False
         underscores = self.keepalive_conf.underscores_in_headers
         for raw_name, raw_value in self._headers:
             name = raw_name.decode("latin-1")
@@ -552,19 +616,30 @@ class HttpConnection(asyncio.Protocol):
                 headers[lower] = value
             if lower == "host":
                 host_count += 1
+                if b"\t" in raw_value:  # nginx strips only spaces: a TAB stays in the value
+                    raise HttpError(400, "client sent invalid host header")
             elif lower == "transfer-encoding":
-                te = value
+                te = value if b"\t" not in raw_value else raw_value.decode("latin-1")
+            elif lower == "content-length" and b"\t" in raw_value:
+                bad_length = True
         if req.http_minor == 1 and host_count == 0:
             raise HttpError(400, "client sent HTTP/1.1 request without \"Host\" header")
         path, args, absolute_host = split_target(req.request_uri)
+        if "host" in headers:
+            # validated even when the absolute-form target names the host (nginx checks the header
+            # as it arrives, before the request line's host takes precedence)
+            req.host = validate_host(headers["host"])
         if absolute_host is not None:
             req.host = validate_host(absolute_host)
-        elif "host" in headers:
-            req.host = validate_host(headers["host"])
+        req.args = args
+        self._choose_server(req)
+        # nginx parses the URI with the request line: a bad one is 400 before any header verdict
+        req.uri = normalize_path(path, req.settings.merge_slashes)
         cl = headers.get("content-length")
         # nginx's order (ngx_http_process_request_header): Content-Length validity, then
         # Transfer-Encoding: HTTP/1.0 -> 400, not `chunked` -> 501, with Content-Length -> 400
-        if cl is not None and not (cl.isascii() and cl.isdigit()):
+        if cl is not None and (bad_length or not (cl.isascii() and cl.isdigit()) or int(cl) > _MAX_OFF_T):
+            # nginx's ngx_atoof: 2^63 or more does not fit off_t, so the header is invalid (400)
             raise HttpError(400, "client sent invalid \"Content-Length\" header")
         if te is not None:
             if req.http_minor == 0:
@@ -581,14 +656,15 @@ class HttpConnection(asyncio.Protocol):
             req.has_body = req.content_length > 0
             if req.has_body:
                 req.body = Body()
-        if req.method == "TRACE":
-            raise HttpError(405, "TRACE method")
         expect = headers.get("expect")
         if expect is not None and expect.lower() == "100-continue" and req.http_minor == 1:
             req.expect_continue = True
-        req.args = args
-        self._choose_server(req)
-        req.uri = normalize_path(path, req.settings.merge_slashes)
+        if req.method == "TRACE":
+            raise HttpError(405, "TRACE method")
+        if req.method == "CONNECT":
+            # nginx refuses CONNECT (allow_connect off) and closes: what follows it on the connection
+            # (a body, bytes meant for a tunnel) must never be read as the next request
+            raise HttpError(405, "CONNECT method")
         req.keep_alive = bool(parser.should_keep_alive()) and req.settings.keepalive_timeout > 0
         if self.requests + 1 >= req.settings.keepalive_requests:
             req.keep_alive = False
@@ -603,6 +679,56 @@ class HttpConnection(asyncio.Protocol):
         if not req.host:
             req.host = req.server.primary_name or ""
 
+    # chunked bodies --------------------------------------------------
+
+    def _start_chunk_scan(self, prefix: bytes | None, data: bytes) -> None:
+        """The feed that brought a chunked request's head is parsed: find where the head ended in
+        it and scan the body bytes after it."""
+        self._chunk_sync = False
+        if prefix == b"":
+            seen, before = data, 0  # the message began in this feed
+        elif prefix is not None:
+            seen, before = prefix + data, len(prefix)  # its request line began in an earlier one
+        else:
+            seen, before = self._tail + data, len(self._tail)
+        start = len(seen) - len(seen.lstrip(b"\r\n"))
+        end = seen.find(b"\r\n\r\n", start)
+        if end < 0 or end + 4 < before:
+            self._chunk_scan = None
+            return
+        self._scan_chunks(data[end + 4 - before :])
+
+    def _scan_chunks(self, data: bytes) -> bool:
+        """Judge a chunked body's size lines in `data`; False when the body was refused."""
+        scan, req = self._chunk_scan, self._chunk_req
+        assert scan is not None and req is not None
+        verdict = scan.feed(data, req.settings.client_max_body_size)
+        if scan.done or verdict:
+            self._chunk_scan = self._chunk_req = None
+        if not verdict:
+            return True
+        if req.body.complete or req.body.error is not None:
+            return True
+        if verdict == TOO_LARGE:
+            # for a reader of the body (413, then the close of that status); a handler that answered
+            # without it (`return`, a 405) discards it, and nginx applies no limit to that
+            if not req.body.discard:
+                self.body_too_large(req, scan.announced - scan.last, scan.last)
+            return True
+        if verdict == INVALID:
+            self._parse_error(HttpError(400, "client sent invalid chunked body"))
+        return False
+
+    def body_too_large(self, req: Request, received: int, more: int) -> None:
+        body = req.body
+        if req.chunked:
+            req.log_error("error", f"client intended to send too large chunked body: {received}+{more} bytes")
+        else:
+            req.log_error("error", f"client intended to send too large body: {received + more} bytes")
+        body.fail(HttpError(413, "client intended to send too large body"))
+        body.discard = True
+        body.chunks = []
+
     def on_body(self, data: bytes) -> None:
         req = self.cur
         if req is None:
@@ -611,9 +737,7 @@ class HttpConnection(asyncio.Protocol):
         body.feed(data)
         limit = req.settings.client_max_body_size
         if limit and body.size > limit and body.error is None and not body.discard:
-            body.fail(HttpError(413, "client intended to send too large body"))
-            body.discard = True
-            body.chunks = []
+            self.body_too_large(req, body.size - len(data), len(data))
         if body.discard:
             body.chunks = []
         elif req is not self.active or body.buffered() > _BODY_HIGH_WATER:
@@ -621,6 +745,8 @@ class HttpConnection(asyncio.Protocol):
                 self._pause_reading()
         if self.state == HEAD or (req is self.active and req.body.waiter is not None):
             self.deadline = time.monotonic() + req.settings.client_body_timeout
+        elif self.state == IDLE and req.finished:  # discarding after the answer (request_done)
+            self.deadline = min(self._linger_until, time.monotonic() + req.settings.lingering_timeout)
 
     def on_message_complete(self) -> None:
         self._begun = False
@@ -629,6 +755,8 @@ class HttpConnection(asyncio.Protocol):
         self.cur = None
         if req is not None and req.has_body:
             req.body.finish()
+            if self.state == IDLE and req.finished:  # discarded whole: now the keep-alive wait
+                self.deadline = time.monotonic() + req.settings.keepalive_timeout
 
     # ------------------------------------------------------------------ body reading hooks
 
@@ -716,7 +844,7 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self.closing_after_response = True
             return
-        req = self.cur if self.cur is not None and self.cur is not self.active else None
+        req = self.cur
         if req is None:
             req = Request(self, "GET", "", 1)
             req.request_line = line
@@ -766,7 +894,14 @@ class HttpConnection(asyncio.Protocol):
         elif self.active is None and self.state != CLOSED:
             self.state = IDLE if self.cur is None or self.cur is req else HEAD
             if self.state == IDLE:
-                self.deadline = time.monotonic() + req.settings.keepalive_timeout
+                now = time.monotonic()
+                if self.cur is req:
+                    # the rest of its body is still to be discarded: nginx waits for it at most
+                    # lingering_timeout between reads and lingering_time in all, then closes
+                    self._linger_until = now + req.settings.lingering_time
+                    self.deadline = now + req.settings.lingering_timeout
+                else:
+                    self.deadline = now + req.settings.keepalive_timeout
             self.keepalive_conf = req.settings
             if self.read_paused:
                 self._resume_reading()
@@ -914,13 +1049,53 @@ class HttpConnection(asyncio.Protocol):
                 self.close(abort=True)
                 return
             if self._write_waiter is not None or self.write_paused:
+                if req is not None:
+                    req.log_error("info", f"{_TIMED_OUT} while sending response to client")
                 self.close(abort=True)  # send_timeout: nginx just closes
                 self._wake_writers(ConnectionResetError("send timed out"))
                 return
             self.deadline = 0.0
             return
         # header, keep-alive and lingering timeouts: close without a response, as nginx does
+        if state == WAIT_FIRST:
+            error_log().log(
+                "info",
+                f"{_TIMED_OUT} while waiting for request, client: {self.client_addr}, "
+                f"server: {self.server_addr}:{self.server_port}",
+                self.conn_id,
+            )
+        elif state == HEAD and self.active is None:
+            self._log_head_timeout()
         self.close()
+
+    def _log_head_timeout(self) -> None:
+        """nginx logs a request whose head timed out (info) and writes a 408 access-log line for it."""
+        parser = self.parser
+        try:
+            version = parser.get_http_version()
+            method = self._method_override or parser.get_method().decode("ascii")
+        except Exception:
+            version, method = "0.0", ""
+        if self._headers or version != "0.0":
+            req = Request(self, method, b"".join(self._url_parts).decode("latin-1"), int(version[-1]), version)
+            phase = "reading client request headers"
+        else:
+            req = Request(self, "GET", "", 1)
+            req.request_line = self._refused_line(self._line_prefix, b"")
+            phase = "reading client request line"
+        for name, value in self._headers:
+            if name.lower() == b"host":
+                req.headers["host"] = value.decode("latin-1")
+                break
+        req.log_error("info", f"{_TIMED_OUT} while {phase}")
+        req.status = 408
+        req.end_time = time.monotonic()
+        self.ctx.log_request(req)
+
+    @property
+    def reusable(self) -> bool:
+        """Idle keep-alive, or no byte of a first request yet: nginx may close it to free a slot."""
+        return self.state <= IDLE and self.cur is None and self.active is None and not self.queue
 
     def graceful(self, close_idle: bool) -> None:
         """Server shutdown: answer what is in flight with Connection: close."""

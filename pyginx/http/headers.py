@@ -136,7 +136,9 @@ def build_head(
     if now != _date_second:
         _refresh_date(now)
     # the constant parts pre-encoded, as in build_head_prebuilt
-    parts = [STATUS_LINES.get(status) or status_line(status), _server_date[settings.server_tokens]]
+    own = req.status_line  # a proxied response's own status line (the same status only)
+    line = own[1] if own is not None and own[0] == status else STATUS_LINES.get(status) or status_line(status)
+    parts = [line, _server_date[settings.server_tokens]]
     if encoded is not None:
         parts.append(encoded)
     elif headers:

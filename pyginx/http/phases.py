@@ -90,6 +90,12 @@ class PhaseEngine:
         if table is None:
             req.send_error(500)
             return
+        if table.auto_redirect and req.uri in table.auto_redirect:
+            # ngx_http_core_find_location's NGX_DONE: before regexes, whatever the method
+            target = table.auto_redirect[req.uri].match
+            apply_location(req, None)
+            req.redirect(301, target + "?" + req.args if req.args else target)
+            return
         loc = table.find(req.uri)
         apply_location(req, loc)
         if loc is not None and loc.settings.internal and not req.internal:

@@ -140,6 +140,7 @@ class Request:
     body: Body = NO_BODY  # replaced by a Body when the head announces one
     redirects = 0
     error_status = 0
+    status_line: tuple[int, bytes] | None = None  # (status, line): a proxied response's own status line
     in_error_page = False
     client_closed = False
     upgrade = False
@@ -201,6 +202,10 @@ class Request:
         body = self.body
         if not self.has_body:
             return
+        limit = self.settings.client_max_body_size
+        if limit and body.size > limit and body.error is None:
+            # what came before the location was known is judged by the location's limit
+            self.conn.body_too_large(self, body.size, 0)
         self.conn.body_wanted(self)
         while True:
             if body.error is not None:

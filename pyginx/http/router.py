@@ -27,6 +27,8 @@ class LocationTable:
     regexes: list[Location] = field(default_factory=list)  # file order
     named: dict[str, Location] = field(default_factory=dict)
     children: dict[int, LocationTable] = field(default_factory=dict)  # id(location) -> nested table
+    # nginx's auto_redirect: "/py" for a proxied prefix location "/py/" (no location named "/py")
+    auto_redirect: dict[str, Location] = field(default_factory=dict)
 
     @classmethod
     def build(cls, locations: tuple[Location, ...], named: dict[str, Location] | None = None) -> LocationTable:
@@ -44,6 +46,11 @@ class LocationTable:
                 table.children[id(loc)] = cls.build(loc.locations, table.named)
         # stable sort: for equal prefixes the first written wins, as nginx rejects duplicates anyway
         table.prefixes.sort(key=lambda item: -len(item[0]))
+        named_as = {m for m, _ in table.prefixes} | set(table.exact)
+        for match, loc in table.prefixes:
+            if len(match) > 1 and match.endswith("/") and loc.settings.proxy_pass is not None:
+                if match[:-1] not in named_as:
+                    table.auto_redirect.setdefault(match[:-1], loc)
         return table
 
     def find(self, uri: str) -> Location | None:

@@ -10,10 +10,12 @@ import importlib
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pyginx import modules
 from pyginx.config.model import Http, HttpSettings, Location, MainConfig, Server
+from pyginx.http import drain
 from pyginx.http.accesslog import AccessLogs
 from pyginx.http.connection import HttpConnection
 from pyginx.http.phases import PhaseEngine, apply_location
@@ -48,6 +50,12 @@ class ServerContext:
         self.graceful_keep_idle = False
         self.close_idle_now = False
         self.max_connections = config.events.worker_connections
+        self.drain_at = drain.drain_threshold(self.max_connections)
+        self._reuse_warned = 0
+        # set by HttpServer: stop / start accepting while the table is full (pyginx.http.drain)
+        self.accept_paused = False
+        self.pause_accepting: Callable[[], None] | None = None
+        self.resume_accepting: Callable[[], None] | None = None
         self.idle_waiter: asyncio.Future[None] | None = None
         for m in modules.ALL:  # the modules' per-worker state for this configuration
             if m.init_worker is not None:
@@ -70,13 +78,38 @@ class ServerContext:
         return self._conn_counter
 
     def connection_opened(self, conn: HttpConnection) -> None:
-        self.connections.add(conn)
-        if len(self.connections) > self.max_connections:
-            error_log().log("alert", f"{self.max_connections} worker_connections are not enough")
-            conn.close(abort=True)
+        connections = self.connections
+        connections.add(conn)
+        if len(connections) > self.drain_at:
+            self._drain(conn)  # nginx's ngx_drain_connections (pyginx.http.drain)
+            if len(connections) > self.max_connections:
+                error_log().log("alert", f"{self.max_connections} worker_connections are not enough")
+                connections.discard(conn)
+                conn.close(abort=True)
+            if len(connections) >= self.max_connections and self.pause_accepting is not None:
+                self.accept_paused = True
+                self.pause_accepting()  # full: let a sibling worker take the next clients
+
+    def _drain(self, new: HttpConnection) -> None:
+        victims = drain.to_reuse(self.connections, exclude=new)
+        if not victims:
+            return
+        now = int(time.time())
+        if now != self._reuse_warned:
+            self._reuse_warned = now
+            error_log().log(
+                "warn", f"{self.max_connections} worker_connections are not enough, reusing connections"
+            )
+        for victim in victims:
+            assert isinstance(victim, HttpConnection)
+            self.connections.discard(victim)  # its slot is free now; connection_lost comes later
+            victim.close()
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
+        if self.accept_paused and len(self.connections) < self.max_connections and self.resume_accepting:
+            self.accept_paused = False
+            self.resume_accepting()
         if not self.connections and self.idle_waiter is not None and not self.idle_waiter.done():
             self.idle_waiter.set_result(None)
 
@@ -145,9 +178,12 @@ class HttpServer:
         self.config = config
         self.sockets = sockets
         self.ctx: ServerContext | None = None
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._health: Any = None
+        self._resuming: asyncio.Task[None] | None = None
+        self._keys: list[ListenKey] = []  # the listen key of each of _servers
+        self._spares: dict[ListenKey, socket.socket] = {}  # while accepting is paused
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -161,9 +197,27 @@ class HttpServer:
             # the worker idles (signals, reload) with nothing to serve.
             return
         ctx = self.ctx = ServerContext(self.config, loop)
-        for key, sock in self.sockets.items():
+        await self._listen(self.sockets)
+        ctx.pause_accepting = self._pause_accepting
+        ctx.resume_accepting = self._resume_accepting
+        self._schedule_sweep()
+        self._health = _start_health_checks(self.config, loop)
+        _start_resolving(self.config, loop)  # upstream servers with `resolve` (issue 16)
+        # Everything allocated so far (configuration, tables, modules) lives as long as the server:
+        # move it out of the collector's sight, and collect the young generation less often, since
+        # a request's objects are freed by reference counting (they form no cycles).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
+
+    async def _listen(self, sockets: dict[ListenKey, socket.socket]) -> None:
+        ctx = self.ctx
+        assert ctx is not None
+        loop = ctx.loop
+        for key, sock in sockets.items():
             # Each server gets its own descriptor: closing it (graceful shutdown, reload in a single
-            # process) must not close the socket the master or a newer server still listens on.
+            # process, a full connection table) must not close the socket the master, a sibling or a
+            # newer server still listens on.
             own = sock.dup()
             own.setblocking(False)
 
@@ -174,16 +228,42 @@ class HttpServer:
                 server = await loop.create_unix_server(factory, sock=own, backlog=_backlog(self.config, key))
             else:
                 server = await loop.create_server(factory, sock=own, backlog=_backlog(self.config, key))
+            if ctx.accepting_closed:  # shut down while accepting was being resumed
+                server.close()
+                continue
             self._servers.append(server)
-        self._schedule_sweep()
-        self._health = _start_health_checks(self.config, loop)
-        _start_resolving(self.config, loop)  # upstream servers with `resolve` (issue 16)
-        # Everything allocated so far (configuration, tables, modules) lives as long as the server:
-        # move it out of the collector's sight, and collect the young generation less often, since
-        # a request's objects are freed by reference counting (they form no cycles).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(10_000, 20, 20)
+            self._keys.append(key)
+
+    def _pause_accepting(self) -> None:
+        """The connection table is full: stop accepting (the queue stays for the siblings). A
+        spare descriptor of each listening socket is kept to listen again (only while paused: it
+        would keep a socket the master closed alive)."""
+        spares: dict[ListenKey, socket.socket] = {}
+        for key, server in zip(self._keys, self._servers, strict=True):
+            for s in server.sockets:
+                spares[key] = socket.socket(fileno=os.dup(s.fileno()))
+                break
+            server.close()
+        self._servers = []
+        self._keys = []
+        self._spares = spares
+
+    def _resume_accepting(self) -> None:
+        ctx = self.ctx
+        spares, self._spares = self._spares, {}
+        if ctx is None or ctx.accepting_closed or self._servers:
+            _close_all(spares)
+            return
+
+        async def listen_again() -> None:
+            try:
+                await self._listen(spares)
+            finally:
+                _close_all(spares)
+
+        task = ctx.loop.create_task(listen_again())
+        self._resuming = task  # referenced until done
+        task.add_done_callback(_resumed)
 
     def _schedule_sweep(self) -> None:
         ctx = self.ctx
@@ -205,13 +285,16 @@ class HttpServer:
         for server in self._servers:
             server.close()
         self._servers = []
+        self._keys = []
+        _close_all(self._spares)
+        self._spares = {}
         if self._health is not None:
             try:
                 self._health.stop()
             except Exception:
                 pass
             self._health = None
-        _stop_resolving(self.config)
+        _close_idle_upstreams(self.config)
         if ctx is None:
             return
         ctx.accepting_closed = True
@@ -254,6 +337,17 @@ class HttpServer:
         return len(self.ctx.connections) if self.ctx is not None else 0
 
 
+def _close_all(sockets: dict[ListenKey, socket.socket]) -> None:
+    for sock in sockets.values():
+        sock.close()
+
+
+def _resumed(task: asyncio.Task[None]) -> None:
+    exc = task.exception() if not task.cancelled() else None
+    if exc is not None:
+        error_log().log("alert", f"could not resume accepting connections: {exc!r}")
+
+
 def _any_access_log(http: Http) -> bool:
     """Whether any level of the configuration writes an access log."""
 
@@ -275,6 +369,17 @@ def _backlog(config: MainConfig, key: ListenKey) -> int:
             if addr.key == key:
                 return addr.backlog
     return 511
+
+
+def _close_idle_upstreams(config: MainConfig) -> None:
+    """Idle upstream keep-alive connections are closed at once when the worker stops accepting."""
+    if config.http is None or not config.http.upstreams:
+        return
+    try:
+        runtime = importlib.import_module("pyginx.upstream.runtime")
+    except ImportError:
+        return
+    runtime.close_idle(config.http.upstreams.values())
 
 
 def _start_health_checks(config: MainConfig, loop: asyncio.AbstractEventLoop) -> Any:

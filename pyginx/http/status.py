@@ -129,3 +129,10 @@ def error_page_body(status: int, tokens: bool = True) -> bytes:
     if body is None:
         body = _pages[key] = _page(status, tokens)
     return body
+
+
+def upstream_status_line(status: int, reason: str) -> bytes:
+    """The status line nginx sends for a proxied response: the upstream's code and reason phrase as
+    they came (ngx_http_proxy_process_status_line keeps them), `HTTP/1.1 200` when it had none."""
+    text = f"HTTP/1.1 {status:03d} {reason}\r\n" if reason else f"HTTP/1.1 {status:03d}\r\n"
+    return text.encode("latin-1", "replace")

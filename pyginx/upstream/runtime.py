@@ -8,6 +8,7 @@ from fresh state, as nginx's does; the object is kept referenced so its id canno
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from pyginx.config.model import Upstream
@@ -79,3 +80,15 @@ def forget(upstreams: list[Upstream]) -> None:
         rt = _runtimes.pop(id(up), None)
         if rt is not None and rt.pool is not None:
             rt.pool.close_all()
+
+
+def close_idle(upstreams: Iterable[Upstream]) -> None:
+    """This worker is retiring or shutting down: close every idle keep-alive connection now and pool
+    no more (nginx's keepalive module closes cached connections once ngx_exiting is set). An idle
+    connection held open would keep the server at its other end waiting, and that may be this very
+    worker (a server proxying to itself), which would then linger until worker_shutdown_timeout."""
+    for up in upstreams:
+        rt = _runtimes.get(id(up))
+        if rt is not None and rt.upstream is up and rt.pool is not None:
+            rt.pool.close_all()
+            rt.pool.max_idle = 0  # release() closes from now on

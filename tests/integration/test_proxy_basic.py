@@ -110,7 +110,8 @@ def test_request_headers(pyginx: Pyginx, origins: list[Origin]) -> None:
     X-Req: $request_uri
     Accept-Encoding: ""
 """
-    pyginx.write_config(proxy_config(pyginx.port, upstreams=upstream_block(a), locations=locations))
+    ups = upstream_block(a, extra="  keepalive: 8")
+    pyginx.write_config(proxy_config(pyginx.port, upstreams=ups, locations=locations))
     pyginx.start()
     sent = {
         "Connection": "keep-alive, X-Hop",
@@ -195,7 +196,9 @@ def test_keepalive_to_upstream(pyginx: Pyginx, origins: list[Origin]) -> None:
     a = origins[0]
     pyginx.write_config(
         proxy_config(
-            pyginx.port, upstreams=upstream_block(a), locations="- location: /\n  proxy_pass: http://app"
+            pyginx.port,
+            upstreams=upstream_block(a, extra="  keepalive: 8"),
+            locations="- location: /\n  proxy_pass: http://app",
         )
     )
     pyginx.start()
@@ -217,6 +220,7 @@ app:
 lim:
   servers:
     - {b.addr}
+  keepalive: 8
   keepalive_requests: 3
 """
     locations = "- location: /\n  proxy_pass: http://app\n- location: /lim/\n  proxy_pass: http://lim"

@@ -24,7 +24,7 @@ from tests.integration.test_proxy_origin import (
 
 
 def start(pyginx: Pyginx, origin: Origin, extra: str = "", http: str = "") -> None:
-    ups = f"app:\n  servers:\n    - {origin.addr}\n"
+    ups = f"app:\n  servers:\n    - {origin.addr}\n  keepalive: 8\n"
     locations = f"""
 - location: /
   proxy_pass: http://app

@@ -62,9 +62,13 @@ def show_version(full: bool) -> None:
 def test_config(conf: str, prefix: str, quiet: bool, dump: bool) -> int:
     from pyginx.cycle import StartupError, resolve_user
 
+    from pyginx.tls.contexts import check_tls
+
     try:
         config = load(conf, prefix)
         resolve_user(config)
+        for warning in check_tls(config):  # loads every certificate and key, as nginx -t does
+            say(f"[warn] {warning}")
     except (ConfigError, StartupError) as exc:
         say(f"[emerg] {exc}")
         say(f"configuration file {conf} test failed")

@@ -12,9 +12,10 @@ import pwd
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pyginx.config.model import Location, MainConfig
-from pyginx.errors import PyginxError
+from pyginx.errors import ConfigError, PyginxError
 from pyginx.listeners import ListenError, ListenerSet, open_listeners
 from pyginx.log import ErrorLog
 
@@ -37,6 +38,7 @@ class Cycle:
     error_log: ErrorLog
     user: UserIds | None
     warnings: tuple[str, ...] = ()  # to log at warn once the cycle is in use
+    tls: Any = None  # pyginx.tls.contexts.TlsContexts: made here, before the fork, for shared ticket keys
 
     @property
     def workers(self) -> int:
@@ -130,6 +132,14 @@ def build_cycle(
 ) -> tuple[Cycle, list[socket.socket]]:
     """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused."""
     user, warnings = resolve_user(config)
+    from pyginx.tls.contexts import build_tls
+
+    try:
+        tls = build_tls(config)  # a certificate that cannot be loaded fails before anything opens
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from exc
+    if tls is not None:
+        warnings = (*warnings, *tls.warnings)
     log = open_error_log(config)
     prepare_log_files(config, user)
     count = max(1, config.worker_processes) if workers is None else workers
@@ -138,7 +148,7 @@ def build_cycle(
     except ListenError as exc:
         log.close()
         raise StartupError(str(exc)) from exc
-    return Cycle(config, listeners, log, user, warnings), leftovers
+    return Cycle(config, listeners, log, user, warnings, tls), leftovers
 
 
 def redirect_stderr(log: ErrorLog) -> None:

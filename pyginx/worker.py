@@ -124,7 +124,7 @@ class Worker:
         self.done = loop.create_future()
         try:
             sockets = self.cycle.listeners.for_worker(self.slot)
-            self.server = HttpServer(self.cycle.config, sockets)
+            self.server = HttpServer(self.cycle.config, sockets, self.cycle.tls)
             drop_privileges(self.cycle.user)
             loop.run_until_complete(self.server.start())
             # The server listens on its own dup()s and closes them when it stops accepting; our copies

@@ -23,6 +23,7 @@ from pyginx.http.uri import normalize_path, split_target, validate_host
 
 if TYPE_CHECKING:
     from pyginx.http.server import ServerContext
+    from pyginx.tls.variables import TlsInfo
 
 # States of the connection, for timeouts and graceful shutdown.
 WAIT_FIRST = 0  # connected, no byte of a request yet (client_header_timeout)
@@ -125,6 +126,9 @@ class HttpConnection(asyncio.Protocol):
     server_addr: str
     server_port: int
     requests: int
+    # $scheme and the TLS side of the connection; pyginx/http/tls_conn.py's subclass sets both
+    scheme = "http"
+    tls: TlsInfo | None = None
 
     def __init__(self, ctx: ServerContext, listen_key: tuple[str, int, str | None]) -> None:
         self.ctx = ctx

@@ -454,8 +454,10 @@ class Request:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         port = self.conn.server_port
-        suffix = f":{port}" if s.port_in_redirect and port and port != 80 else ""
-        return f"http://{host}{suffix}{location}"
+        scheme = self.conn.scheme
+        default_port = 443 if scheme == "https" else 80
+        suffix = f":{port}" if s.port_in_redirect and port and port != default_port else ""
+        return f"{scheme}://{host}{suffix}{location}"
 
     # ------------------------------------------------------------------ misc
 

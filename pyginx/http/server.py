@@ -10,7 +10,7 @@ import importlib
 import os
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyginx.config.model import Http, HttpSettings, Location, MainConfig, Server
 from pyginx.http.accesslog import AccessLogs
@@ -18,7 +18,11 @@ from pyginx.http.connection import HttpConnection
 from pyginx.http.dispatch import Dispatcher
 from pyginx.http.request import Request
 from pyginx.http.router import ListenKey, LocationTable, ServerTable, build_server_tables
+from pyginx.http.status import INTERNAL_400
 from pyginx.log import error_log
+
+if TYPE_CHECKING:
+    from pyginx.tls.contexts import TlsContexts
 
 SWEEP_INTERVAL = 0.25  # seconds between timeout sweeps; the granularity of every client timeout
 
@@ -114,7 +118,7 @@ class ServerContext:
     def log_request(self, req: Request) -> None:
         if not self.logging:
             return
-        if req.status == 494:
+        if req.status in INTERNAL_400:
             req.status = 400
         try:
             self.access_logs.log(req)
@@ -134,11 +138,15 @@ class ServerContext:
 class HttpServer:
     """The worker's HTTP server (interface used by pyginx.worker and pyginx.single)."""
 
-    def __init__(self, config: MainConfig, sockets: dict[ListenKey, socket.socket]) -> None:
+    def __init__(
+        self, config: MainConfig, sockets: dict[ListenKey, socket.socket], tls: TlsContexts | None = None
+    ) -> None:
         self.config = config
         self.sockets = sockets
+        self.tls = tls  # built by the master before the fork (shared ticket keys); else built here
         self.ctx: ServerContext | None = None
         self._servers: list[asyncio.AbstractServer] = []
+        self._acceptors: list[Any] = []  # TLS listening sockets (pyginx.tls.acceptor.TlsAcceptor)
         self._sweeper: asyncio.TimerHandle | None = None
         self._health: Any = None
 
@@ -150,11 +158,21 @@ class HttpServer:
             # wake-up spreads them (read by libuv at its first accept, so set before serving).
             os.environ["UV_TCP_SINGLE_ACCEPT"] = "1"
         ctx = self.ctx = ServerContext(self.config, loop)
+        if self.tls is None and any(la.ssl for s in ctx.servers for la in s.listen):
+            from pyginx.tls.contexts import build_tls
+
+            self.tls = build_tls(self.config)
         for key, sock in self.sockets.items():
             # Each server gets its own descriptor: closing it (graceful shutdown, reload in a single
             # process) must not close the socket the master or a newer server still listens on.
             own = sock.dup()
             own.setblocking(False)
+            tls_context = self.tls.for_listener(key) if self.tls is not None else None
+            if tls_context is not None:
+                from pyginx.http.tls_listen import start_tls_listener
+
+                self._acceptors.append(start_tls_listener(ctx, key, own, tls_context, self.tls))
+                continue
 
             def factory(k: ListenKey = key) -> HttpConnection:
                 return HttpConnection(ctx, k)
@@ -193,6 +211,9 @@ class HttpServer:
         for server in self._servers:
             server.close()
         self._servers = []
+        for acceptor in self._acceptors:
+            acceptor.close()
+        self._acceptors = []
         if self._health is not None:
             try:
                 self._health.stop()

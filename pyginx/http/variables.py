@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from pyginx import __version__
+from pyginx.tls.variables import VARIABLES as TLS_VARIABLES
 
 if TYPE_CHECKING:
     from pyginx.http.request import Request
@@ -167,8 +168,8 @@ BUILTIN: dict[str, Getter] = {
     "server_port": lambda r: str(r.conn.server_port) if r.conn.server_port else "",
     "server_name": lambda r: r.server.primary_name,
     "server_protocol": lambda r: r.protocol,
-    "scheme": lambda r: "http",
-    "https": lambda r: "",
+    "scheme": lambda r: r.conn.scheme,
+    "https": lambda r: "on" if r.conn.tls is not None else "",
     "request_method": lambda r: r.method,
     "request": _request_line,
     "status": lambda r: f"{r.status:03d}",
@@ -191,6 +192,7 @@ BUILTIN: dict[str, Getter] = {
     "nginx_version": lambda r: "1.31.0",
     "pyginx_version": lambda r: __version__,
     "request_body": lambda r: r.body_text(),
+    **TLS_VARIABLES,
 }
 
 

@@ -1,0 +1,186 @@
+"""Accepting on a TLS listening socket: tell a TLS client from plain HTTP, then hand the connection over.
+
+nginx's ngx_http_ssl_handshake peeks at the first byte a client sends: 0x16 (a TLS handshake record)
+or the SSLv2 high bit starts TLS; anything else is a plain HTTP request sent to an HTTPS port, which is
+read as HTTP and answered with the 400 "The plain HTTP request was sent to HTTPS port" page (497).
+uvloop's transports read as soon as they exist, so the peek happens before there is one: this acceptor
+accepts the socket itself, waits for its first byte with `recv(MSG_PEEK)`, and only then gives it to
+uvloop, with `connect_accepted_socket(..., ssl=context)` for TLS (uvloop and OpenSSL do the handshake)
+or without for plain HTTP.
+
+A connection that sends nothing within the handshake timeout is closed, as nginx closes it. Failed
+handshakes are logged at nginx's levels (info for the client's faults), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Callable
+
+from pyginx.log import error_log
+from pyginx.tls.options import describe_handshake_error, handshake_log_level
+
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+Chooser = Callable[[asyncio.Transport], asyncio.Protocol]
+
+_ACCEPTS_PER_WAKEUP = 8
+
+
+class _HandshakeDone(asyncio.Protocol):
+    """The protocol uvloop's SSL transport starts with: once the handshake is complete it asks
+    `choose` for the protocol that serves the connection (HTTP/1.1 or HTTP/2, by ALPN) and steps aside."""
+
+    def __init__(self, choose: Chooser) -> None:
+        self.choose = choose
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        real = self.choose(transport)  # type: ignore[arg-type]
+        transport.set_protocol(real)
+        real.connection_made(transport)
+
+
+class TlsAcceptor:
+    """One TLS listening socket in one worker (the counterpart of an asyncio Server for plain ones)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        choose: Chooser,
+        plain_factory: ProtocolFactory,
+        handshake_timeout: float,
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.context = context
+        self.choose = choose
+        self.plain_factory = plain_factory
+        self.handshake_timeout = handshake_timeout
+        self.pending: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
+        self.handshakes: set[asyncio.Task[None]] = set()
+        self.closed = False
+        try:
+            name = sock.getsockname()
+            self.local = f"{name[0]}:{name[1]}" if isinstance(name, tuple) else str(name)
+        except OSError:
+            self.local = "?"
+
+    def start(self) -> None:
+        self.sock.setblocking(False)
+        self.loop.add_reader(self.sock.fileno(), self._on_accept)
+
+    def close(self) -> None:
+        """Stop accepting; connections waiting for their first byte are closed (nothing was said)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.loop.remove_reader(self.sock.fileno())
+        except (OSError, ValueError):
+            pass
+        self.sock.close()
+        for fd in list(self.pending):
+            self._drop(fd)
+
+    # ------------------------------------------------------------------ accept and peek
+
+    def _on_accept(self) -> None:
+        for _ in range(_ACCEPTS_PER_WAKEUP):
+            try:
+                conn, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # EMFILE and friends: nginx logs them at crit and goes on accepting later
+                error_log().log("crit", f"accept() failed ({exc.errno}: {exc.strerror})")
+                return
+            conn.setblocking(False)
+            fd = conn.fileno()
+            timer = self.loop.call_later(self.handshake_timeout, self._timed_out, fd, addr)
+            self.pending[fd] = (conn, timer)
+            self.loop.add_reader(fd, self._first_byte, fd)
+
+    def _drop(self, fd: int) -> socket.socket | None:
+        entry = self.pending.pop(fd, None)
+        if entry is None:
+            return None
+        conn, timer = entry
+        timer.cancel()
+        try:
+            self.loop.remove_reader(fd)
+        except (OSError, ValueError):
+            pass
+        return conn
+
+    def _timed_out(self, fd: int, addr: object) -> None:
+        conn = self._drop(fd)
+        if conn is not None:
+            self._log("info", "client timed out (110: Connection timed out) while SSL handshaking", addr)
+            conn.close()
+
+    def _first_byte(self, fd: int) -> None:
+        entry = self.pending.get(fd)
+        if entry is None:
+            return
+        conn = entry[0]
+        try:
+            first = conn.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            first = b""
+        conn = self._drop(fd)  # type: ignore[assignment]
+        if conn is None:
+            return
+        if not first:
+            conn.close()  # closed before saying anything: nothing to answer, nothing to log
+            return
+        if first[0] == 0x16 or first[0] & 0x80:
+            task = self.loop.create_task(self._handshake(conn))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+        else:
+            task = self.loop.create_task(self._plain(conn))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+
+    async def _plain(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.plain_factory, conn)  # type: ignore[arg-type]
+        except OSError:
+            conn.close()
+
+    async def _handshake(self, conn: socket.socket) -> None:
+        try:
+            peer = conn.getpeername()
+        except OSError:
+            peer = None
+        try:
+            await self.loop.connect_accepted_socket(
+                lambda: _HandshakeDone(self.choose),
+                conn,
+                ssl=self.context,
+                ssl_handshake_timeout=self.handshake_timeout,
+            )
+        except (OSError, asyncio.TimeoutError, EOFError) as exc:
+            self._log(handshake_log_level(exc), describe_handshake_error(exc), peer)
+            try:
+                conn.close()
+            except OSError:
+                pass
+        except Exception as exc:  # never a traceback to the error log for a client's handshake
+            self._log("crit", f"SSL handshake failed ({exc!r}) while SSL handshaking", peer)
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def _log(self, level: str, message: str, addr: object) -> None:
+        log = error_log()
+        if not log.enabled(level):
+            return
+        client = addr[0] if isinstance(addr, tuple) else "unix:"
+        log.log(level, f"{message}, client: {client}, server: {self.local}")

@@ -1,6 +1,6 @@
-"""The two SSL_CTX settings Python's ssl module does not expose: the session timeout (nginx's
-ssl_session_timeout, OpenSSL's default is 2 h where nginx's is 5 min) and the verify depth
-(ssl_verify_depth, proxy_ssl_verify_depth).
+"""The SSL_CTX settings Python's ssl module does not expose: the session timeout (nginx's
+ssl_session_timeout, OpenSSL's default is 2 h where nginx's is 5 min), the verify depth
+(ssl_verify_depth, proxy_ssl_verify_depth) and the session cache mode (ssl_session_cache off).
 
 They are set through libssl with ctypes on the SSL_CTX that CPython's SSLContext wraps. The pointer is
 found where CPython keeps it (right after the object header) and trusted only after a probe on a fresh
@@ -38,6 +38,8 @@ def _load() -> ctypes.CDLL | None:
         lib.SSL_CTX_get_verify_depth.argtypes = [ctypes.c_void_p]
         lib.SSL_CTX_set_verify_depth.restype = None
         lib.SSL_CTX_set_verify_depth.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.SSL_CTX_ctrl.restype = ctypes.c_long
+        lib.SSL_CTX_ctrl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
         probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         pointer = _ctx_pointer(probe)
         if not pointer:
@@ -68,6 +70,19 @@ def set_verify_depth(ctx: ssl.SSLContext, depth: int) -> bool:
     if _lib is None:
         return False
     _lib.SSL_CTX_set_verify_depth(_ctx_pointer(ctx), depth)
+    return True
+
+
+_SET_SESS_CACHE_MODE = 44  # SSL_CTRL_SET_SESS_CACHE_MODE
+_GET_SESS_CACHE_MODE = 45
+SESS_CACHE_OFF = 0
+
+
+def set_session_cache_off(ctx: ssl.SSLContext) -> bool:
+    """`ssl_session_cache off|none`: no server-side session cache (tickets, if on, still resume)."""
+    if _lib is None:
+        return False
+    _lib.SSL_CTX_ctrl(_ctx_pointer(ctx), _SET_SESS_CACHE_MODE, SESS_CACHE_OFF, None)
     return True
 
 

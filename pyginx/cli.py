@@ -67,7 +67,7 @@ def test_config(conf: str, prefix: str, quiet: bool, dump: bool) -> int:
     try:
         config = load(conf, prefix)
         resolve_user(config)
-        for warning in check_tls(config):  # loads every certificate and key, as nginx -t does
+        for warning in (*config.warnings, *check_tls(config)):  # check_tls loads every certificate
             say(f"[warn] {warning}")
     except (ConfigError, StartupError) as exc:
         say(f"[emerg] {exc}")

@@ -33,6 +33,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from pyginx.errors import HttpError
 from pyginx.http.request import Body, Request
@@ -396,11 +397,14 @@ class H2Connection(asyncio.Protocol):
         if self.goaway_sent or self.closed:
             return
         self.goaway_sent = True
-        try:
-            self.h2.close_connection(last_stream_id=self.h2.highest_inbound_stream_id)
-        except h2.exceptions.ProtocolError:
-            pass
         self._send()
+        # h2's close_connection() would end its state machine and with it the streams still being
+        # answered: the graceful GOAWAY is written as a frame of our own, the streams go on
+        goaway = hyperframe.frame.GoAwayFrame(0)
+        goaway.last_stream_id = self.h2.highest_inbound_stream_id
+        goaway.error_code = 0
+        if self.transport is not None:
+            self.transport.write(goaway.serialize())
         self._close_if_done()
 
     # ------------------------------------------------------------------ timeouts (the server's sweep)

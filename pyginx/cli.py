@@ -61,7 +61,6 @@ def show_version(full: bool) -> None:
 
 def test_config(conf: str, prefix: str, quiet: bool, dump: bool) -> int:
     from pyginx.cycle import StartupError, resolve_user
-
     from pyginx.tls.contexts import check_tls
 
     try:

@@ -19,7 +19,7 @@ from pyginx.http.status import CLOSING_STATUSES, MSIE_PADDING, error_page_body
 from pyginx.log import error_log
 
 if TYPE_CHECKING:
-    from pyginx.http.connection import HttpConnection
+    from pyginx.http.stream import ClientStream
 
 MAX_INTERNAL_REDIRECTS = 10  # nginx's NGX_HTTP_MAX_URI_CHANGES
 
@@ -102,7 +102,7 @@ class Request:
     """One request. Fields that most requests never change are class-level defaults, so creating a
     request sets only what differs (it is created for every request: this is a hot path)."""
 
-    conn: HttpConnection
+    conn: ClientStream  # an HttpConnection, or an HTTP/2 stream (pyginx/http/stream.py)
     method: str
     request_uri: str
     request_line: str
@@ -150,7 +150,7 @@ class Request:
     upstream_vars: Callable[[], dict[str, str]] | None = None
 
     def __init__(
-        self, conn: HttpConnection, method: str, request_uri: str, http_minor: int, version: str = ""
+        self, conn: ClientStream, method: str, request_uri: str, http_minor: int, version: str = ""
     ) -> None:
         self.conn = conn
         self.method = method

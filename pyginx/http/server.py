@@ -168,7 +168,7 @@ class HttpServer:
             own = sock.dup()
             own.setblocking(False)
             tls_context = self.tls.for_listener(key) if self.tls is not None else None
-            if tls_context is not None:
+            if tls_context is not None and self.tls is not None:
                 from pyginx.http.tls_listen import start_tls_listener
 
                 self._acceptors.append(start_tls_listener(ctx, key, own, tls_context, self.tls))

@@ -53,7 +53,8 @@ class TlsHttpConnection(HttpConnection):
 
     def _choose_server(self, req: Request) -> None:
         super()._choose_server(req)
-        if req.server.settings.ssl_verify_client == "on" and not self.tls.peer():
+        tls = self.tls
+        if req.server.settings.ssl_verify_client == "on" and (tls is None or not tls.peer()):
             raise HttpError(496, "client sent no required SSL certificate")
 
 

@@ -97,7 +97,8 @@ class H2Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = t = transport  # type: ignore[assignment]
+        self.transport = transport  # type: ignore[assignment]
+        t = self.transport
         assert t is not None
         ctx = self.ctx
         self.conn_id = ctx.next_conn_id()
@@ -459,7 +460,7 @@ def build_request(stream: H2Stream, raw: list[tuple[bytes, bytes]], ended: bool)
         headers_list.append((name, value))
     if cookies:
         headers_list.append(("cookie", "; ".join(cookies)))
-    req = Request(stream, method or "GET", path, 1, "2.0")  # type: ignore[arg-type]
+    req = Request(stream, method or "GET", path, 1, "2.0")
     req.keep_alive = True
     headers = req.headers
     for name, value in headers_list:

@@ -132,9 +132,10 @@ class TlsAcceptor:
             return
         except OSError:
             first = b""
-        conn = self._drop(fd)  # type: ignore[assignment]
-        if conn is None:
+        taken = self._drop(fd)
+        if taken is None:
             return
+        conn = taken
         if not first:
             conn.close()  # closed before saying anything: nothing to answer, nothing to log
             return
@@ -149,7 +150,7 @@ class TlsAcceptor:
 
     async def _plain(self, conn: socket.socket) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.plain_factory, conn)  # type: ignore[arg-type]
+            await self.loop.connect_accepted_socket(self.plain_factory, conn)
         except OSError:
             conn.close()
 
@@ -165,7 +166,7 @@ class TlsAcceptor:
                 ssl=self.context,
                 ssl_handshake_timeout=self.handshake_timeout,
             )
-        except (OSError, asyncio.TimeoutError, EOFError) as exc:
+        except (TimeoutError, OSError, EOFError) as exc:
             self._log(handshake_log_level(exc), describe_handshake_error(exc), peer)
             try:
                 conn.close()

@@ -28,7 +28,7 @@ class UpstreamTlsContext(ssl.SSLContext):
     reuse_session = True
     last_session: ssl.SSLSession | None = None
 
-    def wrap_bio(  # type: ignore[override]
+    def wrap_bio(
         self,
         incoming: ssl.MemoryBIO,
         outgoing: ssl.MemoryBIO,
@@ -83,13 +83,13 @@ def make_client_context(s: HttpSettings) -> UpstreamTlsContext:
         ctx.verify_mode = ssl.CERT_NONE
     if s.proxy_ssl_certificate is not None:
         key = s.proxy_ssl_certificate_key or s.proxy_ssl_certificate
-        passwords = read_passwords(s.proxy_ssl_password_file)
-        for password in passwords or [None]:
+        tries: list[str | None] = list(read_passwords(s.proxy_ssl_password_file)) or [None]
+        for n, password in enumerate(tries):
             try:
                 ctx.load_cert_chain(s.proxy_ssl_certificate.path, key.path, password=password)
                 break
             except ssl.SSLError:
-                if password is (passwords or [None])[-1]:
+                if n == len(tries) - 1:
                     raise
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx

@@ -79,7 +79,7 @@ class H2Client:
         self.sock.settimeout(timeout)
         try:
             data = self.sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             return True
         except (ConnectionError, ssl.SSLError, OSError):
             self.closed = True

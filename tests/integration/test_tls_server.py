@@ -360,7 +360,7 @@ def test_dash_t_reports_certificate_problems_with_file_and_line(pyginx: Pyginx, 
 
     missing = check("conf/missing.crt", "conf/a.key")
     assert missing.returncode == 1
-    assert 'cannot load certificate "' in missing.stderr and f"missing.crt" in missing.stderr
+    assert 'cannot load certificate "' in missing.stderr and "missing.crt" in missing.stderr
     line = next(n for n, text in enumerate(conf.read_text().splitlines(), 1) if "ssl_certificate:" in text)
     assert f"{conf}:{line}" in missing.stderr
     mismatch = check("conf/a.crt", "conf/b.key")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pyginx.http.router import ListenKey
 from pyginx.http.tls_conn import PlainOnTlsConnection, TlsHttpConnection
-from pyginx.tls.acceptor import TlsAcceptor
+from pyginx.tls.acceptor import Pending, TlsAcceptor
 from pyginx.tls.contexts import TlsContexts
 from pyginx.tls.variables import TlsInfo
 
@@ -38,6 +38,14 @@ def start_tls_listener(
     def plain() -> asyncio.Protocol:
         return PlainOnTlsConnection(ctx, key)
 
-    acceptor = TlsAcceptor(ctx.loop, sock, context, choose, plain, timeout)
+    def track(pending: Pending, opened: bool) -> None:
+        # an accepted socket counts as a connection until it is one: worker_connections, and a
+        # graceful shutdown that waits for handshakes in progress instead of dropping them
+        if opened:
+            ctx.connection_opened(pending)  # type: ignore[arg-type]
+        else:
+            ctx.connection_closed(pending)  # type: ignore[arg-type]
+
+    acceptor = TlsAcceptor(ctx.loop, sock, context, choose, plain, timeout, track)
     acceptor.start()
     return acceptor

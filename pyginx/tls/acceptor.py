@@ -24,6 +24,30 @@ from pyginx.tls.options import describe_handshake_error, handshake_log_level
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 Chooser = Callable[[asyncio.Transport], asyncio.Protocol]
+# told when a socket is accepted and when it has become a connection (or was dropped): the server
+# counts those in between as connections, so a graceful shutdown waits for their handshakes
+Tracker = Callable[["Pending", bool], None]
+
+
+class Pending:
+    """An accepted socket not yet a connection: waiting for its first byte, or in its handshake."""
+
+    deadline = 0.0  # the acceptor times it (handshake timeout), not the server's sweep
+
+    def __init__(self, acceptor: TlsAcceptor, fd: int) -> None:
+        self.acceptor = acceptor
+        self.fd = fd
+        self.handshaking = False
+
+    def check_deadline(self, now: float) -> None:
+        pass
+
+    def graceful(self, close_idle: bool) -> None:
+        if close_idle and not self.handshaking:
+            self.acceptor.drop_silent(self.fd)  # said nothing yet: an idle connection, closed
+
+    def close(self, abort: bool = False) -> None:
+        self.acceptor.drop_silent(self.fd)
 
 _ACCEPTS_PER_WAKEUP = 8
 
@@ -52,6 +76,7 @@ class TlsAcceptor:
         choose: Chooser,
         plain_factory: ProtocolFactory,
         handshake_timeout: float,
+        track: Tracker | None = None,
     ) -> None:
         self.loop = loop
         self.sock = sock
@@ -59,7 +84,8 @@ class TlsAcceptor:
         self.choose = choose
         self.plain_factory = plain_factory
         self.handshake_timeout = handshake_timeout
-        self.pending: dict[int, tuple[socket.socket, asyncio.TimerHandle]] = {}
+        self.track = track
+        self.pending: dict[int, tuple[socket.socket, asyncio.TimerHandle, Pending]] = {}
         self.handshakes: set[asyncio.Task[None]] = set()
         self.closed = False
         try:
@@ -73,7 +99,8 @@ class TlsAcceptor:
         self.loop.add_reader(self.sock.fileno(), self._on_accept)
 
     def close(self) -> None:
-        """Stop accepting; connections waiting for their first byte are closed (nothing was said)."""
+        """Stop accepting. Sockets already accepted go on (the server's graceful shutdown decides
+        about them through their Pending entries)."""
         if self.closed:
             return
         self.closed = True
@@ -82,8 +109,11 @@ class TlsAcceptor:
         except (OSError, ValueError):
             pass
         self.sock.close()
-        for fd in list(self.pending):
-            self._drop(fd)
+
+    def drop_silent(self, fd: int) -> None:
+        conn = self._drop(fd)
+        if conn is not None:
+            conn.close()
 
     # ------------------------------------------------------------------ accept and peek
 
@@ -100,19 +130,24 @@ class TlsAcceptor:
             conn.setblocking(False)
             fd = conn.fileno()
             timer = self.loop.call_later(self.handshake_timeout, self._timed_out, fd, addr)
-            self.pending[fd] = (conn, timer)
+            token = Pending(self, fd)
+            self.pending[fd] = (conn, timer, token)
+            if self.track is not None:
+                self.track(token, True)
             self.loop.add_reader(fd, self._first_byte, fd)
 
-    def _drop(self, fd: int) -> socket.socket | None:
+    def _drop(self, fd: int, settle: bool = True) -> socket.socket | None:
         entry = self.pending.pop(fd, None)
         if entry is None:
             return None
-        conn, timer = entry
+        conn, timer, token = entry
         timer.cancel()
         try:
             self.loop.remove_reader(fd)
         except (OSError, ValueError):
             pass
+        if settle and self.track is not None:
+            self.track(token, False)
         return conn
 
     def _timed_out(self, fd: int, addr: object) -> None:
@@ -125,28 +160,25 @@ class TlsAcceptor:
         entry = self.pending.get(fd)
         if entry is None:
             return
-        conn = entry[0]
+        conn, _timer, token = entry
         try:
             first = conn.recv(1, socket.MSG_PEEK)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             first = b""
-        taken = self._drop(fd)
-        if taken is None:
-            return
-        conn = taken
         if not first:
-            conn.close()  # closed before saying anything: nothing to answer, nothing to log
+            self.drop_silent(fd)  # closed before saying anything: nothing to answer, nothing to log
             return
-        if first[0] == 0x16 or first[0] & 0x80:
-            task = self.loop.create_task(self._handshake(conn))
-            self.handshakes.add(task)
-            task.add_done_callback(self.handshakes.discard)
-        else:
-            task = self.loop.create_task(self._plain(conn))
-            self.handshakes.add(task)
-            task.add_done_callback(self.handshakes.discard)
+        self._drop(fd, settle=False)  # still pending for the server until it is a connection
+        token.handshaking = True
+        work = self._handshake(conn) if first[0] == 0x16 or first[0] & 0x80 else self._plain(conn)
+        task = self.loop.create_task(work)
+        self.handshakes.add(task)
+        task.add_done_callback(self.handshakes.discard)
+        if self.track is not None:
+            track = self.track
+            task.add_done_callback(lambda _t: track(token, False))
 
     async def _plain(self, conn: socket.socket) -> None:
         try:

@@ -133,9 +133,11 @@ def build_cycle(
     """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused."""
     user, warnings = resolve_user(config)
     from pyginx.tls.contexts import build_tls
+    from pyginx.tls.upstream import check_upstream_tls
 
     try:
         tls = build_tls(config)  # a certificate that cannot be loaded fails before anything opens
+        check_upstream_tls(config)
     except ConfigError as exc:
         raise StartupError(str(exc)) from exc
     if tls is not None:

@@ -111,8 +111,8 @@ class H2Connection(asyncio.Protocol):
         t.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         ctx.connection_opened(self)  # type: ignore[arg-type]
         self.h2.initiate_connection()
-        # the connection-level window: nginx's http2_recv_buffer_size bounds what we take in at once
-        extra = self.settings.http2_body_preread_size * 4 - 65535
+        # the connection-level window (all streams' bodies in flight): http2_recv_buffer_size
+        extra = self.settings.http2_recv_buffer_size - 65535
         if extra > 0:
             self.h2.increment_flow_control_window(extra)
         self._send()

@@ -252,5 +252,8 @@ def build_tls(config: MainConfig) -> TlsContexts | None:
 
 def check_tls(config: MainConfig) -> list[str]:
     """For `-t`: build everything (raising ConfigError) and return the warnings."""
+    from pyginx.tls.upstream import check_upstream_tls
+
     built = build_tls(config)
+    check_upstream_tls(config)
     return list(built.warnings) if built is not None else []

@@ -114,6 +114,35 @@ class UpstreamTls:
         return ctx
 
 
+def check_upstream_tls(config: Any) -> None:
+    """For -t, start and reload: every `proxy_pass https://` location's client context can be made
+    (trusted certificates and client certificates readable and valid). Raises ConfigError."""
+    http = config.http
+    if http is None:
+        return
+
+    def walk(locations: Any) -> None:
+        for loc in locations:
+            s = loc.settings
+            if s.proxy_pass is not None and s.proxy_pass.scheme == "https":
+                try:
+                    make_client_context(s)
+                except ConfigError:
+                    raise
+                except (OSError, ssl.SSLError, ValueError) as exc:
+                    named = s.proxy_ssl_certificate or s.proxy_ssl_trusted_certificate
+                    pos = named.pos if named is not None and named.pos is not None else loc.pos
+                    raise ConfigError(
+                        f"cannot make the upstream TLS context ({exc})",
+                        pos.file if pos else None,
+                        pos.line if pos else None,
+                    ) from exc
+            walk(loc.locations)
+
+    for server in http.servers:
+        walk(server.locations)
+
+
 def ssl_name(template_value: str) -> str:
     """The name from proxy_ssl_name, without a port ($proxy_host may carry one)."""
     name = template_value

@@ -64,15 +64,36 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
     """One self-signed ECDSA certificate for both servers (the same command the README documents)."""
     cert, key = directory / "bench.crt", directory / "bench.key"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return cert, key
 
 
-def pyginx_config(layout: configs.Layout, ports: TlsPorts, cert: Path, key: Path, lim: configs.Limits) -> Path:
+def pyginx_config(
+    layout: configs.Layout, ports: TlsPorts, cert: Path, key: Path, lim: configs.Limits
+) -> Path:
     tls = f"""      ssl_certificate: {cert}
       ssl_certificate_key: {key}
       ssl_protocols: TLSv1.2 TLSv1.3
@@ -170,7 +191,9 @@ def run_wrk(url: str, close: bool, duration: float, log: Path, script: Path) -> 
 
 
 _H2LOAD_RPS = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
-_H2LOAD_FAILED = re.compile(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored")
+_H2LOAD_FAILED = re.compile(
+    r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, (\d+) errored"
+)
 
 
 def run_h2load(url: str, duration: float, log: Path) -> tuple[float, int]:
@@ -185,20 +208,28 @@ def run_h2load(url: str, duration: float, log: Path) -> tuple[float, int]:
     return float(rps.group(1)), int(failed.group(1)) + int(failed.group(2)) if failed else 0
 
 
-def measure(scenario: TlsScenario, ports: TlsPorts, duration: float, log: Path, script: Path) -> tuple[float, int]:
+def measure(
+    scenario: TlsScenario, ports: TlsPorts, duration: float, log: Path, script: Path
+) -> tuple[float, int]:
     path = "/" + configs.SMALL
     if scenario.tool == "h2load":
         return run_h2load(f"https://127.0.0.1:{ports.h2}{path}", duration, log)
-    return run_wrk(f"https://127.0.0.1:{ports.tls}{path}", scenario.tool == "wrk-close", duration, log, script)
+    return run_wrk(
+        f"https://127.0.0.1:{ports.tls}{path}", scenario.tool == "wrk-close", duration, log, script
+    )
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     parser.add_argument("--only", nargs="*", choices=[s.name for s in SCENARIOS])
-    parser.add_argument("--check", action="store_true", help="write and test both configurations, run nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="write and test both configurations, run nothing"
+    )
     args = parser.parse_args(argv)
     for tool in ("openssl", "wrk", "h2load"):
         if shutil.which(tool) is None and not (args.check and tool != "openssl"):
@@ -210,25 +241,49 @@ def main(argv: list[str]) -> int:
         root = Path(tmp)
         layout = configs.make_layout(root)  # writes the files too
         cert, key = make_certificate(root)
-        ports = {name: TlsPorts(configs.free_port(), configs.free_port(), configs.free_port()) for name in ("pyginx", "nginx")}
+        ports = {
+            name: TlsPorts(configs.free_port(), configs.free_port(), configs.free_port())
+            for name in ("pyginx", "nginx")
+        }
         pyginx_config(layout, ports["pyginx"], cert, key, lim)
         nginx_config(layout, ports["nginx"], cert, key, lim)
         if args.check:
-            ok = subprocess.run([sys.executable, "-m", "pyginx", "-p", str(layout.pyginx), "-t"], check=False).returncode == 0
+            ok = (
+                subprocess.run(
+                    [sys.executable, "-m", "pyginx", "-p", str(layout.pyginx), "-t"], check=False
+                ).returncode
+                == 0
+            )
             conf = layout.nginx / "conf" / "nginx.conf"
-            ok &= subprocess.run([args.nginx, "-p", str(layout.nginx), "-c", str(conf), "-t"], check=False).returncode == 0
+            ok &= (
+                subprocess.run(
+                    [args.nginx, "-p", str(layout.nginx), "-c", str(conf), "-t"], check=False
+                ).returncode
+                == 0
+            )
             return 0 if ok else 1
         script = wrkrun.write_script(root)
         log = root / "tools.log"
         servers = {
             "pyginx": procs.Server(
-                "pyginx", [sys.executable, "-m", "pyginx", "-p", str(layout.pyginx), "-c", "conf/pyginx.yaml"],
-                ports["pyginx"].plain, layout.pyginx / "logs",
+                "pyginx",
+                [sys.executable, "-m", "pyginx", "-p", str(layout.pyginx), "-c", "conf/pyginx.yaml"],
+                ports["pyginx"].plain,
+                layout.pyginx / "logs",
             ),
             "nginx": procs.Server(
-                "nginx", [args.nginx, "-p", str(layout.nginx), "-c", str(layout.nginx / "conf" / "nginx.conf"),
-                          "-e", str(layout.nginx / "logs" / "error.log")],
-                ports["nginx"].plain, layout.nginx / "logs",
+                "nginx",
+                [
+                    args.nginx,
+                    "-p",
+                    str(layout.nginx),
+                    "-c",
+                    str(layout.nginx / "conf" / "nginx.conf"),
+                    "-e",
+                    str(layout.nginx / "logs" / "error.log"),
+                ],
+                ports["nginx"].plain,
+                layout.nginx / "logs",
             ),
         }
         runs: list[TlsRun] = []
@@ -250,13 +305,19 @@ def main(argv: list[str]) -> int:
                         got[name] = rps
                         time.sleep(1.0)
                     ratios.append(got["pyginx"] / got["nginx"] if got["nginx"] else float("nan"))
-                    print(f"{scenario.name} round {index + 1}: pyginx {got['pyginx']:.0f} nginx {got['nginx']:.0f} req/s")
+                    print(
+                        f"{scenario.name} round {index + 1}: pyginx {got['pyginx']:.0f} nginx {got['nginx']:.0f} req/s"
+                    )
                 median = statistics.median(ratios)
                 summary[scenario.name] = {
                     "ratio": median,
                     "target": scenario.target,
-                    "pyginx_rps": statistics.median(r.rps for r in runs if r.server == "pyginx" and r.scenario == scenario.name),
-                    "nginx_rps": statistics.median(r.rps for r in runs if r.server == "nginx" and r.scenario == scenario.name),
+                    "pyginx_rps": statistics.median(
+                        r.rps for r in runs if r.server == "pyginx" and r.scenario == scenario.name
+                    ),
+                    "nginx_rps": statistics.median(
+                        r.rps for r in runs if r.server == "nginx" and r.scenario == scenario.name
+                    ),
                 }
         finally:
             for server in servers.values():
@@ -268,7 +329,9 @@ def main(argv: list[str]) -> int:
         for scenario in chosen:
             s = summary[scenario.name]
             verdict = "ok" if s["ratio"] >= scenario.target else "below"
-            print(f"| {scenario.title} | {s['pyginx_rps']:.0f} | {s['nginx_rps']:.0f} | {s['ratio']:.2f}x | >= {scenario.target}x ({verdict}) |")
+            print(
+                f"| {scenario.title} | {s['pyginx_rps']:.0f} | {s['nginx_rps']:.0f} | {s['ratio']:.2f}x | >= {scenario.target}x ({verdict}) |"
+            )
         print(f"\nresults: {out}")
     return 0
 

@@ -142,16 +142,22 @@ class H2Connection(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.TooManyStreamsError:
-            self._abort_connection(h2.errors.ErrorCodes.REFUSED_STREAM, "client exceeded http2_max_concurrent_streams")
+            self._abort_connection(
+                h2.errors.ErrorCodes.REFUSED_STREAM, "client exceeded http2_max_concurrent_streams"
+            )
             return
         except h2.exceptions.DenialOfServiceError as exc:
-            self._abort_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, f"client sent too large header ({exc})")
+            self._abort_connection(
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, f"client sent too large header ({exc})"
+            )
             return
         except h2.exceptions.ProtocolError as exc:
             self._abort_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR, f"client sent invalid HTTP/2 ({exc})")
             return
         except Exception as exc:  # hpack errors and the like: the client's fault, never a traceback
-            self._abort_connection(h2.errors.ErrorCodes.COMPRESSION_ERROR, f"client sent invalid HTTP/2 ({exc!r})")
+            self._abort_connection(
+                h2.errors.ErrorCodes.COMPRESSION_ERROR, f"client sent invalid HTTP/2 ({exc!r})"
+            )
             return
         for event in events:
             if self.closed:
@@ -202,7 +208,9 @@ class H2Connection(asyncio.Protocol):
     def _control_frame(self) -> None:
         self.control_frames += 1
         if self.control_frames > _CONTROL_BUDGET + 4 * self.requests:
-            self._abort_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "client sent too many SETTINGS or PING frames")
+            self._abort_connection(
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "client sent too many SETTINGS or PING frames"
+            )
 
     def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
         self.idle_since = 0.0
@@ -291,7 +299,9 @@ class H2Connection(asyncio.Protocol):
                 else:
                     stream.pending[0] = chunk[size:]
             if not stream.pending:
-                self.stalled_since = 0.0 if not any(s.pending for s in self.streams.values()) else self.stalled_since
+                self.stalled_since = (
+                    0.0 if not any(s.pending for s in self.streams.values()) else self.stalled_since
+                )
                 if stream.ended:
                     h2c.end_stream(sid)
                     stream.closed = True
@@ -368,7 +378,11 @@ class H2Connection(asyncio.Protocol):
     def _abort_connection(self, code: h2.errors.ErrorCodes | None, reason: str) -> None:
         if self.closed:
             return
-        error_log().log("info", f"{reason}, client: {self.client_addr}, server: {self.server_addr}:{self.server_port}", self.conn_id)
+        error_log().log(
+            "info",
+            f"{reason}, client: {self.client_addr}, server: {self.server_addr}:{self.server_port}",
+            self.conn_id,
+        )
         t = self.transport
         if code is not None and t is not None:
             try:
@@ -422,7 +436,9 @@ class H2Connection(asyncio.Protocol):
             self.close()
             return
         if self.stalled_since and now - self.stalled_since > s.send_timeout:
-            self._abort_connection(None, "client timed out (110: Connection timed out) while sending response to client")
+            self._abort_connection(
+                None, "client timed out (110: Connection timed out) while sending response to client"
+            )
             return
         for stream in list(self.streams.values()):
             if stream.body_deadline and now > stream.body_deadline and stream.req is not None:

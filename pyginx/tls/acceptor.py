@@ -49,6 +49,7 @@ class Pending:
     def close(self, abort: bool = False) -> None:
         self.acceptor.drop_silent(self.fd)
 
+
 _ACCEPTS_PER_WAKEUP = 8
 
 

@@ -153,7 +153,9 @@ def make_context(spec: ServerContextSpec, warnings: list[str]) -> ssl.SSLContext
         except (ValueError, ssl.SSLError) as exc:
             raise _bad_value("SSL_CTX_set1_curves_list", curves, pos, exc) from exc
     if not native.set_session_timeout(ctx, s.ssl_session_timeout) and s.ssl_session_timeout != 300:
-        warnings.append(f'"ssl_session_timeout" cannot be set on this Python, OpenSSL\'s default is used, in {pos}')
+        warnings.append(
+            f'"ssl_session_timeout" cannot be set on this Python, OpenSSL\'s default is used, in {pos}'
+        )
     if s.ssl_session_cache in ("off", "none"):
         native.set_session_cache_off(ctx)
     passwords = read_passwords(s.ssl_password_file)

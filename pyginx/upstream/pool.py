@@ -392,10 +392,14 @@ async def open_connection(
 
     coro: Any
     if unix is not None:
-        coro = loop.create_unix_connection(factory, unix, ssl=tls, server_hostname=server_hostname if tls else None)
+        coro = loop.create_unix_connection(
+            factory, unix, ssl=tls, server_hostname=server_hostname if tls else None
+        )
     elif tls is not None:
         assert address is not None
-        coro = loop.create_connection(factory, address[0], address[1], ssl=tls, server_hostname=server_hostname)
+        coro = loop.create_connection(
+            factory, address[0], address[1], ssl=tls, server_hostname=server_hostname
+        )
     else:
         assert address is not None
         coro = loop.create_connection(factory, address[0], address[1])

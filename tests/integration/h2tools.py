@@ -23,12 +23,20 @@ class Reply:
 
 
 class H2Client:
-    def __init__(self, port: int, ctx: ssl.SSLContext, server_name: str = "localhost", settings: dict[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        ctx: ssl.SSLContext,
+        server_name: str = "localhost",
+        settings: dict[int, int] | None = None,
+    ) -> None:
         ctx.set_alpn_protocols(["h2", "http/1.1"])
         raw = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.sock = ctx.wrap_socket(raw, server_hostname=server_name)
         self.alpn = self.sock.selected_alpn_protocol()
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
         if settings:
             self.h2.local_settings = h2.settings.Settings(client=True, initial_values=settings)
         self.h2.initiate_connection()
@@ -48,7 +56,9 @@ class H2Client:
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def start(self, path: str, method: str = "GET", headers: list[tuple[str, str]] | None = None, end: bool = True) -> int:
+    def start(
+        self, path: str, method: str = "GET", headers: list[tuple[str, str]] | None = None, end: bool = True
+    ) -> int:
         sid = self.h2.get_next_available_stream_id()
         hdrs = [(":method", method), (":path", path), (":scheme", "https"), (":authority", self.authority)]
         self.h2.send_headers(sid, hdrs + (headers or []), end_stream=end)

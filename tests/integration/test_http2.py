@@ -151,7 +151,11 @@ def test_request_bodies_with_flow_control_and_trailers(site: Pyginx, pki: Pki) -
     c.h2.send_headers(sid, [("x-checksum", "abc")], end_stream=True)
     c.flush()
     r = c.wait(sid)[0]
-    assert r.status == 200 and json.loads(r.data) == {"method": "POST", "path": "/api/chunked", "body": 70_000}
+    assert r.status == 200 and json.loads(r.data) == {
+        "method": "POST",
+        "path": "/api/chunked",
+        "body": 70_000,
+    }
     c.close()
 
 
@@ -193,9 +197,19 @@ def test_alpn_falls_back_to_http11_and_listen_http2_is_deprecated(pyginx: Pyginx
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_speaks_http2(site: Pyginx, pki: Pki) -> None:
     out = subprocess.run(
-        ["curl", "-sS", "--http2", "--cacert", str(pki.ca_file()), "-w", " %{http_version}",
-         f"https://localhost:{site.port}/v"],
-        capture_output=True, timeout=20, check=True,
+        [
+            "curl",
+            "-sS",
+            "--http2",
+            "--cacert",
+            str(pki.ca_file()),
+            "-w",
+            " %{http_version}",
+            f"https://localhost:{site.port}/v",
+        ],
+        capture_output=True,
+        timeout=20,
+        check=True,
     )
     assert out.stdout == b"HTTP/2.0 https on h2 2"
 
@@ -246,7 +260,9 @@ def _frame(frame: hf.Frame) -> bytes:
 
 def test_continuation_flood_is_a_connection_error(site: Pyginx, pki: Pki) -> None:
     c = client(site, pki)
-    block = hpack.Encoder().encode([(":method", "GET"), (":path", "/"), (":scheme", "https"), (":authority", "x")])
+    block = hpack.Encoder().encode(
+        [(":method", "GET"), (":path", "/"), (":scheme", "https"), (":authority", "x")]
+    )
     head = hf.HeadersFrame(1, block)  # no END_HEADERS: CONTINUATION frames must follow
     c.send_raw(_frame(head))
     try:
@@ -280,7 +296,11 @@ def test_control_frame_floods_are_cut_off(site: Pyginx, pki: Pki, kind: str) -> 
     c = client(site, pki)
     try:
         for i in range(3000):
-            frame: hf.Frame = hf.PingFrame(0, (i).to_bytes(8, "big")) if kind == "ping" else hf.SettingsFrame(0, {4: 65535 + i})
+            frame: hf.Frame = (
+                hf.PingFrame(0, (i).to_bytes(8, "big"))
+                if kind == "ping"
+                else hf.SettingsFrame(0, {4: 65535 + i})
+            )
             c.send_raw(_frame(frame))
     except OSError:
         pass
@@ -306,16 +326,22 @@ def test_stream_count_exhaustion(pyginx: Pyginx, pki: Pki, origin: EchoOrigin) -
     pyginx.start()
     c = client(pyginx, pki)
     # four streams hold their slots by never sending the body they announce
-    held = [c.start("/api/held", method="POST", headers=[("content-length", "10")], end=False) for _ in range(4)]
+    held = [
+        c.start("/api/held", method="POST", headers=[("content-length", "10")], end=False) for _ in range(4)
+    ]
     extra = c.start("/v")  # one more than allowed: refused
     deadline = time.monotonic() + 10
-    while c.replies[extra].reset is None and not c.terminated and not c.closed and time.monotonic() < deadline:
+    while (
+        c.replies[extra].reset is None and not c.terminated and not c.closed and time.monotonic() < deadline
+    ):
         c.pump(0.2)
     assert c.replies[extra].reset is not None or c.terminated is not None
     c.close()
     # and held slots do not last: client_body_timeout (2 s) frees them
     c2 = client(pyginx, pki)
-    held = [c2.start("/api/held", method="POST", headers=[("content-length", "10")], end=False) for _ in range(4)]
+    held = [
+        c2.start("/api/held", method="POST", headers=[("content-length", "10")], end=False) for _ in range(4)
+    ]
     replies = c2.wait(*held, timeout=10)
     assert all(r.reset is not None or r.status in (408, 400) for r in replies), replies
     assert c2.get("/v").status == 200  # the slots are free again

@@ -55,7 +55,9 @@ def test_reload_picks_up_renewed_certificates_with_zero_failed_requests(pyginx: 
         pki.issue("site", "localhost")  # certbot writes the renewed files in place
         pyginx.signal(signal.SIGHUP, master)
         after = wait_for(
-            lambda: (s := _serial(pki, pyginx.port)) != before and s, timeout=10, what="the renewed certificate"
+            lambda: (s := _serial(pki, pyginx.port)) != before and s,
+            timeout=10,
+            what="the renewed certificate",
         )
         wait_for(lambda: after in subjects, what="the load to see the renewed certificate")
     finally:

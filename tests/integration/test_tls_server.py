@@ -17,8 +17,9 @@ from tests.integration.tlstools import Pki, https_get, plain_get
 
 
 def tls_config(port: int, servers: str, workers: int = 1, http: str = "") -> str:
-    return textwrap.dedent(
-        f"""
+    return (
+        textwrap.dedent(
+            f"""
         worker_processes: {workers}
         error_log: logs/error.log info
         pid: logs/pyginx.pid
@@ -30,9 +31,11 @@ def tls_config(port: int, servers: str, workers: int = 1, http: str = "") -> str
           keepalive_timeout: 5s
           client_header_timeout: 5s
         """
-    ) + textwrap.indent(http.strip() + "\n", "  ") + "  servers:\n" + textwrap.indent(
-        textwrap.dedent(servers).strip() + "\n", "    "
-    ).replace("PORT", str(port))
+        )
+        + textwrap.indent(http.strip() + "\n", "  ")
+        + "  servers:\n"
+        + textwrap.indent(textwrap.dedent(servers).strip() + "\n", "    ").replace("PORT", str(port))
+    )
 
 
 @pytest.fixture(name="pki")
@@ -69,7 +72,15 @@ def test_https_answers_with_tls_variables_and_files_without_sendfile(pyginx: Pyg
     ctx = pki.client_context()
     r = https_get(pyginx.port, ctx, "/vars")
     scheme, https, proto, cipher, sni, reused, name, _pid = r.body.decode().split("|")
-    assert (r.status, scheme, https, proto, sni, reused, name) == (200, "https", "on", "TLSv1.3", "localhost", ".", "localhost")
+    assert (r.status, scheme, https, proto, sni, reused, name) == (
+        200,
+        "https",
+        "on",
+        "TLSv1.3",
+        "localhost",
+        ".",
+        "localhost",
+    )
     assert cipher == r.cipher
     big_r = https_get(pyginx.port, ctx, "/big.bin")
     assert big_r.status == 200 and big_r.body == big
@@ -77,7 +88,9 @@ def test_https_answers_with_tls_variables_and_files_without_sendfile(pyginx: Pyg
     assert moved.headers["location"] == f"https://localhost:{pyginx.port}/elsewhere"
 
 
-def test_sni_chooses_the_server_and_unknown_names_get_the_default_certificate(pyginx: Pyginx, pki: Pki) -> None:
+def test_sni_chooses_the_server_and_unknown_names_get_the_default_certificate(
+    pyginx: Pyginx, pki: Pki
+) -> None:
     pki.issue("a", "a.test")
     pki.issue("b", "b.test", "*.b.test")
     pyginx.write_config(
@@ -277,7 +290,13 @@ def test_mutual_tls_accepted_and_refused(pyginx: Pyginx, pki: Pki) -> None:
     bad.load_cert_chain(str(bad_chain), str(bad_key))
     with pytest.raises((ssl.SSLError, ConnectionError)):
         https_get(pyginx.port, bad)
-    wait_for(lambda: "certificate verify failed" in pyginx.error_log().lower() or "CERTIFICATE_VERIFY_FAILED" in pyginx.error_log(), what="the refused client certificate in the log")
+    wait_for(
+        lambda: (
+            "certificate verify failed" in pyginx.error_log().lower()
+            or "CERTIFICATE_VERIFY_FAILED" in pyginx.error_log()
+        ),
+        what="the refused client certificate in the log",
+    )
     assert "Traceback" not in pyginx.error_log()
 
 
@@ -311,7 +330,10 @@ def test_silent_and_garbage_clients_are_closed_and_logged_at_info(pyginx: Pyginx
         pass
     silent.close()
     garbage.close()
-    log = wait_for(lambda: pyginx.error_log() if pyginx.error_log().count("while SSL handshaking") >= 2 else "", what="two handshake failures")
+    log = wait_for(
+        lambda: pyginx.error_log() if pyginx.error_log().count("while SSL handshaking") >= 2 else "",
+        what="two handshake failures",
+    )
     lines = [x for x in log.splitlines() if "while SSL handshaking" in x]
     assert all("[info]" in x for x in lines), lines
     assert any("timed out" in x for x in lines)
@@ -338,7 +360,9 @@ def test_curl_over_https(pyginx: Pyginx, pki: Pki) -> None:
     pyginx.start()
     out = subprocess.run(
         ["curl", "-sS", "--cacert", str(pki.ca_file()), f"https://localhost:{pyginx.port}/"],
-        capture_output=True, timeout=20, check=True,
+        capture_output=True,
+        timeout=20,
+        check=True,
     )
     assert out.stdout == b"curl TLSv1.3"
 

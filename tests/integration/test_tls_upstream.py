@@ -109,7 +109,9 @@ def _front(pyginx: Pyginx, location: str, upstreams: str = "") -> None:
     )
 
 
-def test_proxy_to_https_with_verification_sni_and_keepalive(pyginx: Pyginx, pki: Pki, origin: TlsOrigin) -> None:
+def test_proxy_to_https_with_verification_sni_and_keepalive(
+    pyginx: Pyginx, pki: Pki, origin: TlsOrigin
+) -> None:
     _front(
         pyginx,
         f"""                - location: /
@@ -133,7 +135,9 @@ def test_proxy_to_https_with_verification_sni_and_keepalive(pyginx: Pyginx, pki:
     assert origin.connections == 0  # kept alive: one TLS connection for every request
 
 
-def test_failing_upstream_certificate_is_502_with_the_reason_logged(pyginx: Pyginx, pki: Pki, origin: TlsOrigin) -> None:
+def test_failing_upstream_certificate_is_502_with_the_reason_logged(
+    pyginx: Pyginx, pki: Pki, origin: TlsOrigin
+) -> None:
     _front(
         pyginx,
         f"""                - location: /
@@ -145,7 +149,10 @@ def test_failing_upstream_certificate_is_502_with_the_reason_logged(pyginx: Pygi
     pyginx.start()
     status, _, _ = request(pyginx.port, "/")
     assert status == 502
-    log = wait_for(lambda: "upstream SSL certificate verify error" in pyginx.error_log() and pyginx.error_log(), what="the reason")
+    log = wait_for(
+        lambda: "upstream SSL certificate verify error" in pyginx.error_log() and pyginx.error_log(),
+        what="the reason",
+    )
     assert "while SSL handshaking to upstream" in log and "Hostname mismatch" in log
 
 
@@ -157,8 +164,17 @@ def test_unverified_by_default_and_session_reuse(pyginx: Pyginx, pki: Pki, origi
         upstreams="",
     )
     # no keep-alive to the origin: every request makes a new TLS connection, resumed from the last
-    text = (pyginx.prefix / "conf" / "pyginx.yaml").read_text() if (pyginx.prefix / "conf" / "pyginx.yaml").exists() else ""
-    pyginx.write_config(text.replace("  access_log: logs/access.log\n", "  access_log: logs/access.log\n  proxy_set_header: {Connection: close}\n"))
+    text = (
+        (pyginx.prefix / "conf" / "pyginx.yaml").read_text()
+        if (pyginx.prefix / "conf" / "pyginx.yaml").exists()
+        else ""
+    )
+    pyginx.write_config(
+        text.replace(
+            "  access_log: logs/access.log\n",
+            "  access_log: logs/access.log\n  proxy_set_header: {Connection: close}\n",
+        )
+    )
     pyginx.start()
     wait_for(lambda: origin.connections, what="the probe's request")
     origin.reset()

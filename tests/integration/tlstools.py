@@ -17,7 +17,9 @@ class Pki:
     dir: Path
     ca: trustme.CA = field(default_factory=trustme.CA)
 
-    def issue(self, name: str, *hosts: str, key_type: trustme.KeyType = trustme.KeyType.ECDSA) -> tuple[Path, Path]:
+    def issue(
+        self, name: str, *hosts: str, key_type: trustme.KeyType = trustme.KeyType.ECDSA
+    ) -> tuple[Path, Path]:
         """(chain file, key file) for a server certificate valid for `hosts` (default: `name`)."""
         cert = self.ca.issue_cert(*(hosts or (name,)), key_type=key_type)
         chain = self.dir / f"{name}.crt"
@@ -92,13 +94,21 @@ def https_get(
 ) -> TlsResponse:
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
         with ctx.wrap_socket(raw, server_hostname=server_name, session=session) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host or server_name}\r\nConnection: close\r\n\r\n".encode())
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: {host or server_name}\r\nConnection: close\r\n\r\n".encode()
+            )
             status, headers, body = _read_response(s)
             cert = s.getpeercert() or {}
             subject = ",".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
             return TlsResponse(
-                status, headers, body, s.version() or "", (s.cipher() or ("",))[0], s.session_reused,
-                s.session, subject,
+                status,
+                headers,
+                body,
+                s.version() or "",
+                (s.cipher() or ("",))[0],
+                s.session_reused,
+                s.session,
+                subject,
             )
 
 

@@ -266,7 +266,12 @@ CASES: list[tuple[str, str, str, int]] = [
         'no "ssl_certificate" is defined for the "listen ... ssl" directive',
         3,
     ),
-    ("listen-quic", "http:\n  servers:\n    - listen: 8080 quic\n", 'the "quic" parameter of the "listen" directive is not supported: pyginx has no QUIC', 3),
+    (
+        "listen-quic",
+        "http:\n  servers:\n    - listen: 8080 quic\n",
+        'the "quic" parameter of the "listen" directive is not supported: pyginx has no QUIC',
+        3,
+    ),
     (
         "ssl-protocols",
         "http:\n  servers:\n    - ssl_protocols: TLSv1.2 TLSv9\n",
@@ -285,7 +290,12 @@ CASES: list[tuple[str, str, str, int]] = [
         'invalid value "shared:SSL" in "ssl_session_cache" directive',
         2,
     ),
-    ("ssl-in-location", "http:\n  servers:\n    - locations:\n        - location: /\n          ssl_ciphers: HIGH\n", '"ssl_ciphers" directive is not allowed here', 5),
+    (
+        "ssl-in-location",
+        "http:\n  servers:\n    - locations:\n        - location: /\n          ssl_ciphers: HIGH\n",
+        '"ssl_ciphers" directive is not allowed here',
+        5,
+    ),
     (
         "url-prefix",
         "http:\n  servers:\n    - locations:\n        - location: /\n          proxy_pass: ftp://x\n",

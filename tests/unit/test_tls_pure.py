@@ -48,7 +48,12 @@ def test_ssl_directives_parse_and_inherit(tmp_path: Path) -> None:
     s = server.settings
     assert [f.path for f in s.ssl_certificate] == [str(tmp_path / "rsa.crt"), str(tmp_path / "ec.crt")]
     assert s.ssl_certificate[1].pos is not None and s.ssl_certificate[1].pos.line == 7
-    assert (s.ssl_protocols, s.ssl_session_timeout, s.ssl_verify_client, s.http2) == (("TLSv1.3",), 600.0, "optional", True)
+    assert (s.ssl_protocols, s.ssl_session_timeout, s.ssl_verify_client, s.http2) == (
+        ("TLSv1.3",),
+        600.0,
+        "optional",
+        True,
+    )
     loc = server.locations[0].settings
     assert loc.proxy_pass is not None and loc.proxy_pass.scheme == "https" and loc.proxy_pass.port == 9443
     assert loc.proxy_ssl_verify and loc.ssl_protocols == ("TLSv1.3",)
@@ -71,7 +76,9 @@ def test_https_proxy_pass_defaults_to_443_and_proxy_host_omits_it(tmp_path: Path
 
 
 def test_the_default_server_of_a_tls_address_needs_a_certificate(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match='no "ssl_certificate" is defined for the "listen ... ssl" directive'):
+    with pytest.raises(
+        ConfigError, match='no "ssl_certificate" is defined for the "listen ... ssl" directive'
+    ):
         load(
             tmp_path,
             """
@@ -122,7 +129,12 @@ def test_http2_head_from_the_core() -> None:
     head = b"HTTP/1.1 200 OK\r\nServer: pyginx\r\nContent-Length: 5\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-A: b\r\n"
     status, headers, chunked = parse_head(head)
     assert status == b"200" and not chunked
-    assert headers == [(b":status", b"200"), (b"server", b"pyginx"), (b"content-length", b"5"), (b"x-a", b"b")]
+    assert headers == [
+        (b":status", b"200"),
+        (b"server", b"pyginx"),
+        (b"content-length", b"5"),
+        (b"x-a", b"b"),
+    ]
     _, headers, chunked = parse_head(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n")
     assert chunked and headers == [(b":status", b"404")]
     assert _unchunk(b"5\r\nhello\r\n") == b"hello"

@@ -16,9 +16,10 @@ Defences against the known HTTP/2 attacks, each bounded per connection:
   (a client that floods without reading is closed);
 * zero-window stalls: a response that cannot send because the client keeps its window at 0 waits at
   most send_timeout, then the connection is closed (nginx's send_timeout);
-* stream-count exhaustion: more concurrent streams than http2_max_concurrent_streams are refused
-  (RST_STREAM REFUSED_STREAM), and a stream that holds a slot without sending its body is closed by
-  client_body_timeout; an idle connection by keepalive_timeout.
+* stream-count exhaustion: a stream beyond http2_max_concurrent_streams is refused alone (RST_STREAM
+  REFUSED_STREAM, as nginx), a client that opens twice as many is a connection error; a stream that
+  holds a slot without sending its body is closed by client_body_timeout; an idle connection by
+  keepalive_timeout.
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ class H2Connection(asyncio.Protocol):
         t.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         ctx.connection_opened(self)  # type: ignore[arg-type]
         self.h2.initiate_connection()
+        # The client is told http2_max_concurrent_streams; h2 itself is let to take more, so that a
+        # stream over the limit is decoded (HPACK state stays in step) and refused alone with
+        # RST_STREAM REFUSED_STREAM, as nginx does. Past twice the limit it is a connection error.
+        self.h2.local_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 2 * self.max_streams + 8
+        self.h2.local_settings.acknowledge()
         # the connection-level window (all streams' bodies in flight): http2_recv_buffer_size
         extra = self.settings.http2_recv_buffer_size - 65535
         if extra > 0:
@@ -214,7 +220,13 @@ class H2Connection(asyncio.Protocol):
 
     def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
         self.idle_since = 0.0
-        if self.goaway_sent:
+        if self.goaway_sent or len(self.streams) >= self.max_streams:
+            if not self.goaway_sent:
+                error_log().log(
+                    "info",
+                    f"concurrent streams exceeded {len(self.streams)}, client: {self.client_addr}",
+                    self.conn_id,
+                )
             self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         stream = H2Stream(self, stream_id)

@@ -74,13 +74,14 @@ def load_pair(ctx: ssl.SSLContext, cert: TlsFile, key: TlsFile, passwords: list[
             f'cannot load certificate "{cert.path}": PEM_read_bio_X509_AUX() failed (SSL: no certificate found)',
             cert.pos,
         )
-    tries: list[str | None] = list(passwords) if passwords else [None]
-    last: ssl.SSLError | None = None
+    # never None: OpenSSL would prompt for a pass phrase on the terminal; "" fails an encrypted key
+    tries: list[str] = list(passwords) if passwords else [""]
+    last: OSError | None = None
     for password in tries:
         try:
-            ctx.load_cert_chain(cert.path, key.path, password=password)
+            ctx.load_cert_chain(cert.path, key.path, password=lambda p=password: p)
             return
-        except ssl.SSLError as exc:
+        except OSError as exc:  # ssl.SSLError, or EINVAL for a pass phrase that does not fit
             last = exc
             if getattr(exc, "reason", "") == "KEY_VALUES_MISMATCH":
                 raise _error(

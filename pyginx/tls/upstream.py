@@ -83,12 +83,12 @@ def make_client_context(s: HttpSettings) -> UpstreamTlsContext:
         ctx.verify_mode = ssl.CERT_NONE
     if s.proxy_ssl_certificate is not None:
         key = s.proxy_ssl_certificate_key or s.proxy_ssl_certificate
-        tries: list[str | None] = list(read_passwords(s.proxy_ssl_password_file)) or [None]
+        tries = list(read_passwords(s.proxy_ssl_password_file)) or [""]  # "": never a terminal prompt
         for n, password in enumerate(tries):
             try:
-                ctx.load_cert_chain(s.proxy_ssl_certificate.path, key.path, password=password)
+                ctx.load_cert_chain(s.proxy_ssl_certificate.path, key.path, password=lambda p=password: p)
                 break
-            except ssl.SSLError:
+            except OSError:
                 if n == len(tries) - 1:
                     raise
     ctx.set_alpn_protocols(["http/1.1"])

@@ -396,3 +396,34 @@ def test_dash_t_reports_certificate_problems_with_file_and_line(pyginx: Pyginx, 
     old = check("conf/old.crt", "conf/old.key")
     assert old.returncode == 0, old.stderr
     assert "[warn]" in old.stderr and "has expired" in old.stderr and f"{conf}:{line}" in old.stderr
+
+
+def test_encrypted_key_with_ssl_password_file(pyginx: Pyginx, pki: Pki) -> None:
+    chain, key = pki.issue("site", "localhost")
+    encrypted = pyginx.prefix / "conf" / "site.enc.key"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:s3cret", "-out", str(encrypted)],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    (pyginx.prefix / "conf" / "passwords").write_text("wrong\ns3cret\n")  # tried in turn, as nginx
+    server = f"""
+        - listen: 127.0.0.1:PORT ssl
+          server_name: localhost
+          ssl_certificate: {chain}
+          ssl_certificate_key: {encrypted}
+          PASSWORD
+          locations:
+            - location: /
+              return: 200 unlocked
+        """
+    pyginx.write_config(tls_config(pyginx.port, server.replace("PASSWORD", "")))
+    refused = pyginx.run_cli("-t")
+    assert refused.returncode == 1 and "the key is encrypted" in refused.stderr
+    pyginx.write_config(
+        tls_config(pyginx.port, server.replace("PASSWORD", "ssl_password_file: conf/passwords"))
+    )
+    assert pyginx.run_cli("-t").returncode == 0
+    pyginx.start()
+    assert https_get(pyginx.port, pki.client_context()).body == b"unlocked"

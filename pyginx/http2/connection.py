@@ -299,9 +299,11 @@ class H2Connection(asyncio.Protocol):
             while stream.pending:
                 window = h2c.local_flow_control_window(sid)
                 if window <= 0:
+                    # send_timeout runs from the last progress, as nginx's runs between two writes
                     if not self.stalled_since:
                         self.stalled_since = time.monotonic()
                     break
+                self.stalled_since = 0.0
                 chunk = stream.pending[0]
                 size = min(window, h2c.max_outbound_frame_size, len(chunk))
                 h2c.send_data(sid, chunk[:size])

@@ -44,7 +44,12 @@ def preload() -> None:
     (Importing creates no event loop; the master still never runs one.)"""
     import uvloop  # noqa: F401
 
-    from pyginx.http import server  # noqa: F401
+    from pyginx.http import server, tls_listen  # noqa: F401
+
+    try:
+        from pyginx.http2 import connection  # noqa: F401  (h2 is an optional import until a client asks)
+    except ImportError:
+        pass
 
 
 def run(

@@ -60,11 +60,15 @@ def show_version(full: bool) -> None:
 
 
 def test_config(conf: str, prefix: str, quiet: bool, dump: bool) -> int:
-    from pyginx.cycle import StartupError, check_files
+    from pyginx.cycle import StartupError, check_files, resolve_user
+    from pyginx.tls.contexts import check_tls
 
     try:
         config = load(conf, prefix)
         check_files(config)
+        resolve_user(config)
+        for warning in (*config.warnings, *check_tls(config)):  # check_tls loads every certificate
+            say(f"[warn] {warning}")
     except (ConfigError, StartupError) as exc:
         say(f"[emerg] {exc}")
         say(f"configuration file {conf} test failed")

@@ -12,9 +12,10 @@ import pwd
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pyginx.config.model import Location, MainConfig
-from pyginx.errors import PyginxError
+from pyginx.errors import ConfigError, PyginxError
 from pyginx.listeners import ListenError, ListenerSet, open_listeners
 from pyginx.log import ErrorLog
 
@@ -37,6 +38,7 @@ class Cycle:
     error_log: ErrorLog
     user: UserIds | None
     warnings: tuple[str, ...] = ()  # to log at warn once the cycle is in use
+    tls: Any = None  # pyginx.tls.contexts.TlsContexts: made here, before the fork, for shared ticket keys
 
     @property
     def workers(self) -> int:
@@ -156,6 +158,16 @@ def build_cycle(
 ) -> tuple[Cycle, list[socket.socket]]:
     """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused."""
     user, warnings = resolve_user(config)
+    from pyginx.tls.contexts import build_tls
+    from pyginx.tls.upstream import check_upstream_tls
+
+    try:
+        tls = build_tls(config)  # a certificate that cannot be loaded fails before anything opens
+        check_upstream_tls(config)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from exc
+    if tls is not None:
+        warnings = (*warnings, *tls.warnings)
     log = open_error_log(config)
     try:
         check_log_files(config, user)
@@ -168,7 +180,7 @@ def build_cycle(
     except ListenError as exc:
         log.close()
         raise StartupError(str(exc)) from exc
-    return Cycle(config, listeners, log, user, warnings), leftovers
+    return Cycle(config, listeners, log, user, warnings, tls), leftovers
 
 
 def redirect_stderr(log: ErrorLog) -> None:

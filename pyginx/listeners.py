@@ -96,8 +96,16 @@ def config_addrs(config: MainConfig) -> dict[Key, ListenAddr]:
             seen = out.get(addr.key)
             if seen is None:
                 out[addr.key] = addr
-            elif addr.reuseport and not seen.reuseport:
-                out[addr.key] = replace(seen, reuseport=True)
+            else:
+                # socket options are the union of what the servers on the address ask for
+                merged = replace(
+                    seen,
+                    reuseport=seen.reuseport or addr.reuseport,
+                    ssl=seen.ssl or addr.ssl,
+                    http2=seen.http2 or addr.http2,
+                )
+                if merged != seen:
+                    out[addr.key] = merged
     return out
 
 

@@ -63,7 +63,9 @@ class SingleProcess:
     async def start_server(self, cycle: Cycle) -> HttpServer:
         from pyginx.http.server import HttpServer
 
-        server = HttpServer(cycle.config, cycle.listeners.for_worker(0))  # it listens on its own dup()s
+        server = HttpServer(
+            cycle.config, cycle.listeners.for_worker(0), cycle.tls
+        )  # it listens on its own dup()s
         await server.start()
         return server
 

@@ -45,7 +45,12 @@ def preload() -> None:
     (Importing creates no event loop; the master still never runs one.)"""
     import uvloop  # noqa: F401
 
-    from pyginx.http import server  # noqa: F401
+    from pyginx.http import server, tls_listen  # noqa: F401
+
+    try:
+        from pyginx.http2 import connection  # noqa: F401  (h2 is an optional import until a client asks)
+    except ImportError:
+        pass
 
 
 def run(
@@ -125,7 +130,7 @@ class Worker:
         self.done = loop.create_future()
         try:
             sockets = self.cycle.listeners.for_worker(self.slot)
-            self.server = HttpServer(self.cycle.config, sockets)
+            self.server = HttpServer(self.cycle.config, sockets, self.cycle.tls)
             drop_privileges(self.cycle.user)
             loop.run_until_complete(self.server.start())
             # The server listens on its own dup()s and closes them when it stops accepting; our copies

@@ -12,7 +12,8 @@ target says where the parser's fields go:
 
 pyginx extensions (not in nginx): worker_heartbeat_timeout (main), symlinks_outside_root (http/server/
 location), health_check (upstream), `keepalive: off` in upstreams (nginx >= 1.29.7 keeps alive by
-default), `readiness` (location), `types` as YAML mapping in either direction (mime -> extensions, or extension -> mime).
+default), `readiness` (location), `types` as YAML mapping in either direction (mime -> extensions, or extension -> mime),
+ssl_handshake_timeout in http/server (nginx has it in its stream module only).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyginx.config import dns, listen, logs, parsers, upstream
+from pyginx.config import dns, listen, logs, parsers, ssl, upstream
 from pyginx.config.parsers import (
     Fields,
     Parser,
@@ -205,6 +206,36 @@ DIRECTIVES: tuple[Directive, ...] = (
     _s("proxy_intercept_errors", HTTP_ALL, flag("proxy_intercept_errors")),
     _s("proxy_ignore_client_abort", HTTP_ALL, flag("proxy_ignore_client_abort")),
     _s("proxy_set_body", HTTP_ALL, parsers.p_proxy_set_body),
+    # ---- TLS and HTTP/2 (issue 13): pyginx/config/ssl.py parses, pyginx/tls builds the contexts
+    _s("ssl_certificate", HTTP_SRV, ssl.files("ssl_certificate")),
+    _s("ssl_certificate_key", HTTP_SRV, ssl.files("ssl_certificate_key")),
+    _s("ssl_password_file", HTTP_SRV, ssl.one_file("ssl_password_file")),
+    _s("ssl_protocols", HTTP_SRV, ssl.protocols("ssl_protocols")),
+    _s("ssl_ciphers", HTTP_SRV, ssl.p_ssl_ciphers("ssl_ciphers")),
+    _s("ssl_prefer_server_ciphers", HTTP_SRV, flag("ssl_prefer_server_ciphers")),
+    _s("ssl_ecdh_curve", HTTP_SRV, ssl.p_ssl_ecdh_curve),
+    _s("ssl_session_cache", HTTP_SRV, ssl.p_ssl_session_cache),
+    _s("ssl_session_timeout", HTTP_SRV, time("ssl_session_timeout")),
+    _s("ssl_session_tickets", HTTP_SRV, flag("ssl_session_tickets")),
+    _s("ssl_verify_client", HTTP_SRV, ssl.p_ssl_verify_client),
+    _s("ssl_client_certificate", HTTP_SRV, ssl.one_file("ssl_client_certificate")),
+    _s("ssl_verify_depth", HTTP_SRV, number("ssl_verify_depth", minimum=1)),
+    _s("ssl_handshake_timeout", HTTP_SRV, time("ssl_handshake_timeout")),  # pyginx
+    _s("http2", HTTP_SRV, flag("http2")),
+    _s("http2_max_concurrent_streams", HTTP_SRV, ssl.p_http2_max_concurrent_streams),
+    _s("http2_recv_buffer_size", HTTP, ssl.p_http2_recv_buffer_size),
+    _s("http2_body_preread_size", HTTP_SRV, size("http2_body_preread_size")),
+    _s("proxy_ssl_verify", HTTP_ALL, flag("proxy_ssl_verify")),
+    _s("proxy_ssl_trusted_certificate", HTTP_ALL, ssl.one_file("proxy_ssl_trusted_certificate")),
+    _s("proxy_ssl_verify_depth", HTTP_ALL, number("proxy_ssl_verify_depth", minimum=1)),
+    _s("proxy_ssl_server_name", HTTP_ALL, flag("proxy_ssl_server_name")),
+    _s("proxy_ssl_name", HTTP_ALL, word("proxy_ssl_name")),
+    _s("proxy_ssl_protocols", HTTP_ALL, ssl.protocols("proxy_ssl_protocols")),
+    _s("proxy_ssl_ciphers", HTTP_ALL, ssl.p_ssl_ciphers("proxy_ssl_ciphers")),
+    _s("proxy_ssl_certificate", HTTP_ALL, ssl.one_file("proxy_ssl_certificate")),
+    _s("proxy_ssl_certificate_key", HTTP_ALL, ssl.one_file("proxy_ssl_certificate_key")),
+    _s("proxy_ssl_password_file", HTTP_ALL, ssl.one_file("proxy_ssl_password_file")),
+    _s("proxy_ssl_session_reuse", HTTP_ALL, flag("proxy_ssl_session_reuse")),
     # ---- upstream blocks
     _d("servers", UPS, "upstream", upstream.p_servers),
     _d("least_conn", UPS, "upstream", upstream.p_least_conn),

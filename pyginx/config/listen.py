@@ -17,7 +17,7 @@ from pyginx.config.units import compile_regex
 from pyginx.config.values import Arg, Env, Val
 from pyginx.config.yamlload import YScalar
 
-_NO_TLS = ("ssl", "http2", "quic", "http3")
+_NO_QUIC = ("quic", "http3")
 _IGNORED = ("bind", "deferred")  # pyginx binds each address it is given; no TCP_DEFER_ACCEPT knob
 
 
@@ -70,10 +70,11 @@ def _params(val: Val, args: list[Arg]) -> Fields:
             if value not in ("on", "off"):
                 raise val.error(f'invalid ipv6only flags "{value}"', arg.line)
             opts["ipv6only"] = value == "on"
-        elif name in _NO_TLS:
+        elif name in ("ssl", "http2") and not eq:
+            opts[name] = True
+        elif name in _NO_QUIC:
             raise val.error(
-                f'the "{name}" parameter of the "listen" directive is not supported: '
-                "pyginx has no TLS or HTTP/2",
+                f'the "{name}" parameter of the "listen" directive is not supported: pyginx has no QUIC',
                 arg.line,
             )
         elif name in _IGNORED and not eq:
@@ -96,6 +97,8 @@ def parse_listen_entry(val: Val, env: Env) -> list[ListenAddr]:
         "backlog": backlog,
         "ipv6only": bool(opts.get("ipv6only", True)),
         "pos": pos,
+        "ssl": bool(opts.get("ssl", False)),
+        "http2": bool(opts.get("http2", False)),
     }
     if addr.text.startswith("unix:"):
         path = addr.text[5:]

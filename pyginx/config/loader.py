@@ -190,6 +190,7 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
         for item in items:
             servers.append(_server(_as_map(item, "a server", env), settings, env))
     _check_servers(servers, env, warnings)
+    _check_ssl_defaults(servers, env)
     http_fields = block.of("http")
     return Http(
         settings=settings,
@@ -293,6 +294,11 @@ def _check_servers(servers: list[Server], env: Env, warnings: list[str]) -> None
     names: set[tuple[tuple[str, int, str | None], str]] = set()
     for server in servers:
         for la in server.listen:
+            if la.http2:
+                warnings.append(
+                    f'the "listen ... http2" directive is deprecated, use the "http2" directive instead '
+                    f"in {la.pos}"
+                )
             if la.reuseport or la.backlog != 511 or not la.ipv6only:
                 # the socket is shared by every server on the address: its options are set once
                 if la.key in options:
@@ -310,6 +316,33 @@ def _check_servers(servers: list[Server], env: Env, warnings: list[str]) -> None
                 if (la.key, name) in names:
                     warnings.append(f'conflicting server name "{name}" on {la}, ignored')
                 names.add((la.key, name))
+
+
+def _check_ssl_defaults(servers: list[Server], env: Env) -> None:
+    """nginx's ngx_http_ssl_init: the default server of a TLS address must have a certificate (it
+    answers handshakes whose SNI names no server)."""
+    ssl_keys = {la.key for s in servers for la in s.listen if la.ssl}
+    seen: set[tuple[str, int, str | None]] = set()
+    for pick_default in (True, False):
+        for server in servers:
+            for la in server.listen:
+                if la.key not in ssl_keys or la.key in seen or (pick_default and not la.default_server):
+                    continue
+                seen.add(la.key)
+                if not server.settings.ssl_certificate:
+                    ssl_la = next((x for s in servers for x in s.listen if x.key == la.key and x.ssl), la)
+                    raise ConfigError(
+                        'no "ssl_certificate" is defined for the "listen ... ssl" directive',
+                        env.file,
+                        ssl_la.pos.line if ssl_la.pos else None,
+                    )
+                if len(server.settings.ssl_certificate) != len(server.settings.ssl_certificate_key):
+                    raise ConfigError(
+                        f'no "ssl_certificate_key" is defined for certificate '
+                        f'"{server.settings.ssl_certificate[-1].path}"',
+                        env.file,
+                        server.pos.line if server.pos else None,
+                    )
 
 
 def dump(cfg: MainConfig) -> str:

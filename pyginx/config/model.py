@@ -41,6 +41,8 @@ class ListenAddr:
     backlog: int = 511
     ipv6only: bool = True
     pos: SourcePos | None = None
+    ssl: bool = False  # `listen ... ssl`: TLS on this socket (any server saying so makes it TLS)
+    http2: bool = False  # `listen ... http2` (deprecated in nginx; the server's `http2: true` is the way)
 
     @property
     def key(self) -> tuple[str, int, str | None]:
@@ -63,6 +65,14 @@ class AccessLog:
     format_name: str = "combined"
     buffer_size: int = 0  # 0 = unbuffered (nginx writes per request then; pyginx still batches per tick)
     flush: float | None = None  # seconds; None = only when the buffer fills (and at reopen/exit)
+    pos: SourcePos | None = None
+
+
+@dataclass(frozen=True)
+class TlsFile:
+    """A file named by an ssl_* directive, with where it was named (for -t and load errors)."""
+
+    path: str  # absolute
     pos: SourcePos | None = None
 
 
@@ -127,7 +137,7 @@ class Resolver:
 class ProxyPass:
     """`proxy_pass http://host:port/uri`, `http://upstream_name`, `http://unix:/path:/uri`."""
 
-    scheme: str  # "http" (https is rejected at load: no TLS in pyginx)
+    scheme: str  # "http" or "https"
     host: str  # host part as written (name of an upstream, or a host); used for $proxy_host
     port: int | None  # None when the host names an upstream block or a unix socket
     uri: str | None  # the URI part ("/" counts); None when absent -> pass the client's URI unchanged
@@ -141,7 +151,7 @@ class ProxyPass:
         """nginx's $proxy_host: host[:port], the port omitted when it is 80."""
         if self.unix is not None:
             return "localhost"
-        if self.port is None or self.port == 80:
+        if self.port is None or self.port == (443 if self.scheme == "https" else 80):
             return self.host
         return f"{self.host}:{self.port}"
 
@@ -293,6 +303,36 @@ class HttpSettings:
 
             found = default_modules()[module]
         return found
+    # ---- TLS and HTTP/2 (issue 13); ssl_* and http2* are read at the server level, proxy_ssl_* per location
+    ssl_certificate: tuple[TlsFile, ...] = ()  # several: an RSA and an ECDSA pair side by side
+    ssl_certificate_key: tuple[TlsFile, ...] = ()
+    ssl_password_file: TlsFile | None = None
+    ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    ssl_ciphers: str = "HIGH:!aNULL:!MD5"
+    ssl_prefer_server_ciphers: bool = False
+    ssl_ecdh_curve: str = "auto"
+    ssl_session_cache: str = "none"  # as written; OpenSSL's per-context cache, tickets across workers
+    ssl_session_timeout: float = 300.0
+    ssl_session_tickets: bool = True
+    ssl_verify_client: Literal["off", "on", "optional", "optional_no_ca"] = "off"
+    ssl_client_certificate: TlsFile | None = None
+    ssl_verify_depth: int = 1
+    ssl_handshake_timeout: float | None = None  # pyginx extension; None = client_header_timeout
+    http2: bool = False
+    http2_max_concurrent_streams: int = 128
+    http2_recv_buffer_size: int = 256 * 1024
+    http2_body_preread_size: int = 64 * 1024
+    proxy_ssl_verify: bool = False
+    proxy_ssl_trusted_certificate: TlsFile | None = None
+    proxy_ssl_verify_depth: int = 1
+    proxy_ssl_server_name: bool = False
+    proxy_ssl_name: str = "$proxy_host"
+    proxy_ssl_protocols: tuple[str, ...] = ("TLSv1.2", "TLSv1.3")
+    proxy_ssl_ciphers: str = "DEFAULT"
+    proxy_ssl_certificate: TlsFile | None = None
+    proxy_ssl_certificate_key: TlsFile | None = None
+    proxy_ssl_password_file: TlsFile | None = None
+    proxy_ssl_session_reuse: bool = True
 
 
 # ---------------------------------------------------------------------------------------------------------

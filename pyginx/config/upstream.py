@@ -228,15 +228,15 @@ def p_proxy_pass(val: Val, env: Env) -> Fields:
 
 def _proxy_pass(val: Val, env: Env, arg: Arg) -> ProxyPass:
     text = arg.text
-    if text.startswith("https://"):
-        raise val.error(f'"https" in "proxy_pass" is not supported: pyginx has no TLS ("{text}")', arg.line)
     has_vars = "$" in text
-    if not text.startswith("http://"):
+    scheme = "https" if text.startswith("https://") else "http"
+    default_port = 443 if scheme == "https" else 80
+    if not text.startswith(("http://", "https://")):
         if has_vars and text.startswith("$"):
             # the whole URL is a variable: nothing to check until a request supplies it
             return ProxyPass(scheme="http", host=text, port=None, uri=None, has_variables=True)
         raise val.error(f'invalid URL prefix in "{text}"', arg.line)
-    rest = text[len("http://") :]
+    rest = text[len(scheme) + 3 :]
     loc = env.location
 
     def check_uri(uri: str | None) -> None:
@@ -259,7 +259,7 @@ def _proxy_pass(val: Val, env: Env, arg: Arg) -> ProxyPass:
             server = UpstreamServer(host=key, port=0, address=None, unix=path)
             env.upstreams[key] = Upstream(name=key, servers=(server,), implicit=True, pos=val.pos)
         return ProxyPass(
-            scheme="http",
+            scheme=scheme,
             host="unix:" + path,
             port=None,
             uri=uri,
@@ -274,9 +274,9 @@ def _proxy_pass(val: Val, env: Env, arg: Arg) -> ProxyPass:
         raise val.error(f'no host in "{text}"', arg.line)
     check_uri(uri)
     if has_vars:
-        return ProxyPass(scheme="http", host=hostport, port=None, uri=uri, has_variables=True)
+        return ProxyPass(scheme=scheme, host=hostport, port=None, uri=uri, has_variables=True)
     try:
-        host, port, explicit_port = _host_port(hostport, 80)
+        host, port, explicit_port = _host_port(hostport, default_port)
     except ValueError as exc:
         raise val.error(f'invalid port in upstream "{hostport}"', arg.line) from exc
     assert port is not None
@@ -284,7 +284,7 @@ def _proxy_pass(val: Val, env: Env, arg: Arg) -> ProxyPass:
     if block is not None and not block.implicit:
         if explicit_port:
             raise val.error(f'upstream "{host}" may not have port {port}', arg.line)
-        return ProxyPass(scheme="http", host=host, port=None, uri=uri, upstream=host)
+        return ProxyPass(scheme=scheme, host=host, port=None, uri=uri, upstream=host)
     key = _addr_text(host, port)
     if key not in env.upstreams:
         try:
@@ -293,4 +293,4 @@ def _proxy_pass(val: Val, env: Env, arg: Arg) -> ProxyPass:
             raise val.error(f'host not found in upstream "{hostport}"', arg.line) from exc
         servers = tuple(UpstreamServer(host=host, port=port, address=a) for a in found)
         env.upstreams[key] = Upstream(name=key, servers=servers, implicit=True, pos=val.pos)
-    return ProxyPass(scheme="http", host=host, port=port, uri=uri, upstream=key)
+    return ProxyPass(scheme=scheme, host=host, port=port, uri=uri, upstream=key)

@@ -21,6 +21,7 @@ pyginx.handlers.proxy_headers); this module is the I/O glue and nginx's error-lo
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ from pyginx.handlers.proxy_tunnel import Tunnel, switching_head
 from pyginx.http.headers import encode_lines
 from pyginx.http.status import REASONS, STATUS_LINE_REASONS, upstream_status_line
 from pyginx.http.variables import compile_template
+from pyginx.tls.upstream import TLS_UPSTREAM, UpstreamTlsContext, handshake_error, ssl_name
 from pyginx.upstream.attempts import Attempt, Attempts, final_status, may_retry, replayable
 from pyginx.upstream.balancer import Peer, PeerState, Selection
 from pyginx.upstream.deadlines import Deadlines, deadlines
@@ -153,6 +155,9 @@ class _Proxy:
         "armed",
         "finished",
         "waiter",
+        "pool_key",
+        "tls_ctx",
+        "tls_name",
     )
 
     def __init__(self, req: Request, plan: Plan, pp: ProxyPass, up: Upstream, rt: UpstreamRuntime) -> None:
@@ -181,6 +186,9 @@ class _Proxy:
         self.t0 = 0.0
         self.conn: UpstreamConnection | None = None
         self.reused = False
+        self.pool_key = ""  # the peer, plus the TLS identity for proxy_pass https://
+        self.tls_ctx: UpstreamTlsContext | None = None
+        self.tls_name = ""
         self.sent = False
         self.parser: ResponseParser | None = None
         self.streaming = False  # the head went to the client; body bytes follow
@@ -324,8 +332,9 @@ class _Proxy:
         self.t0 = time.monotonic()
         self.sent = False
         req.vars["upstream_log"] = f"{self.pp.scheme}://{peer.name}{self.target}"
+        self.pool_key = peer.name if self.pp.scheme != "https" else self._tls_identity(peer.name)
         pool = self.rt.pool
-        conn = pool.acquire(peer.name, not self.replayable) if pool is not None else None
+        conn = pool.acquire(self.pool_key, not self.replayable) if pool is not None else None
         if conn is None:
             self._connect()
         elif self.replayable:
@@ -336,6 +345,20 @@ class _Proxy:
             self.conn = conn
             self.phase = CONNECTING
             self.loop.call_soon(self._send_if_alive, conn)
+
+    def _tls_identity(self, peer: str) -> str:
+        """proxy_pass https://: the client context and name for `peer`; pooled connections are keyed
+        by all of it, so a connection is only reused by a location with the same TLS settings."""
+        s = self.s
+        self.tls_ctx = ctx = TLS_UPSTREAM.context(s, peer)
+        if s.proxy_ssl_name == "$proxy_host":
+            name = ssl_name(self.proxy_host)
+        else:
+            name = ssl_name(compile_template(s.proxy_ssl_name)(self.req))
+        # Python checks the host name only against the name it sends: with proxy_ssl_verify the
+        # name goes out as SNI even when proxy_ssl_server_name is off
+        self.tls_name = name if (s.proxy_ssl_server_name or s.proxy_ssl_verify) else ""
+        return f"{peer} tls {id(ctx)} {self.tls_name}"
 
     def _send_if_alive(self, conn: UpstreamConnection) -> None:
         if self.conn is not conn or self.finished:
@@ -355,7 +378,16 @@ class _Proxy:
         srv = self.peer.server
         self.phase = CONNECTING
         task = asyncio.ensure_future(
-            open_connection(self.loop, self.peer.name, srv.address, srv.unix, 0, self.plan.read_high_water)
+            open_connection(
+                self.loop,
+                self.pool_key,
+                srv.address,
+                srv.unix,
+                0,
+                self.plan.read_high_water,
+                tls=self.tls_ctx,
+                server_hostname=self.tls_name,
+            )
         )
         self.connecting = task
         task.add_done_callback(self._connected)
@@ -375,6 +407,8 @@ class _Proxy:
                 if self.rt.pool is not None:
                     self.rt.pool.opened += 1
                 self._send(task.result(), reused=False)
+            elif isinstance(exc, ssl.SSLError):
+                self._fail(_Fail("error", handshake_error(exc)))
             elif isinstance(exc, OSError):
                 self._fail(_Fail("error", _os_message("connect", exc, CONNECTING)))
             else:
@@ -721,6 +755,8 @@ class _Proxy:
             sender is None or (sender.done() and not sender.cancelled() and sender.exception() is None)
         )  # a request not wholly sent (nginx's request_body_sent) leaves the connection out of step
         pool = self.rt.pool
+        if self.tls_ctx is not None and conn.transport is not None:
+            self.tls_ctx.remember(conn.transport.get_extra_info("ssl_object"))  # proxy_ssl_session_reuse
         if pool is not None and parser.complete and parser.keepalive and request_done:
             self._detach()
             pool.release(conn)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from pyginx.config.model import HttpSettings
 from pyginx.handlers import proxy_headers as ph
@@ -20,6 +20,7 @@ from pyginx.upstream.pool import UpstreamConnection
 from pyginx.upstream.response import ResponseHead
 
 if TYPE_CHECKING:
+    from pyginx.http.connection import HttpConnection
     from pyginx.http.request import Request
 
 TUNNELING = "while proxying upgraded connection"
@@ -59,7 +60,7 @@ class Tunnel:
         self.last = time.monotonic()  # the last byte either way, for the idle limit
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.resume_task: asyncio.Task[None] | None = None
-        client = req.conn
+        client = cast("HttpConnection", req.conn)  # an Upgrade exists only on HTTP/1.1 connections
         client.tunnel = self._from_client
         client.tunnel_lost = self._client_lost
         client.tunnel_eof = conn.write_eof
@@ -130,7 +131,7 @@ class Tunnel:
             for task in (pump, self.resume_task):
                 if task is not None and not task.done():
                     task.cancel()
-            client = self.req.conn
+            client = cast("HttpConnection", self.req.conn)
             client.tunnel = None
             client.tunnel_lost = None
             client.tunnel_eof = None

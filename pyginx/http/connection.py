@@ -25,6 +25,7 @@ from pyginx.log import error_log
 
 if TYPE_CHECKING:
     from pyginx.http.server import ServerContext
+    from pyginx.tls.variables import TlsInfo
 
 # States of the connection, for timeouts and graceful shutdown.
 WAIT_FIRST = 0  # connected, no byte of a request yet (client_header_timeout)
@@ -135,6 +136,9 @@ class HttpConnection(asyncio.Protocol):
     server_addr: str
     server_port: int
     requests: int
+    # $scheme and the TLS side of the connection; pyginx/http/tls_conn.py's subclass sets both
+    scheme = "http"
+    tls: TlsInfo | None = None
 
     # the request scheme ($scheme, redirects); a TLS connection says "https"
     scheme = "http"

@@ -21,7 +21,7 @@ from pyginx.http.status import CLOSING_STATUSES, MSIE_PADDING, error_page_body
 from pyginx.log import error_log
 
 if TYPE_CHECKING:
-    from pyginx.http.connection import HttpConnection
+    from pyginx.http.stream import ClientStream
 
 MAX_INTERNAL_REDIRECTS = 10  # nginx's NGX_HTTP_MAX_URI_CHANGES
 
@@ -104,7 +104,7 @@ class Request:
     """One request. Fields that most requests never change are class-level defaults, so creating a
     request sets only what differs (it is created for every request: this is a hot path)."""
 
-    conn: HttpConnection
+    conn: ClientStream  # an HttpConnection, or an HTTP/2 stream (pyginx/http/stream.py)
     method: str
     request_uri: str
     request_line: str
@@ -157,7 +157,7 @@ class Request:
     body_filter: Callable[[bytes, bool], bytes] | None = None
 
     def __init__(
-        self, conn: HttpConnection, method: str, request_uri: str, http_minor: int, version: str = ""
+        self, conn: ClientStream, method: str, request_uri: str, http_minor: int, version: str = ""
     ) -> None:
         self.conn = conn
         self.method = method
@@ -529,8 +529,10 @@ class Request:
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         port = self.conn.server_port
-        suffix = f":{port}" if s.port_in_redirect and port and port != 80 else ""
-        return f"http://{host}{suffix}{location}"
+        scheme = self.conn.scheme
+        default_port = 443 if scheme == "https" else 80
+        suffix = f":{port}" if s.port_in_redirect and port and port != default_port else ""
+        return f"{scheme}://{host}{suffix}{location}"
 
     # ------------------------------------------------------------------ misc
 

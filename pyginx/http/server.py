@@ -11,7 +11,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyginx import modules
 from pyginx.config.model import Http, HttpSettings, Location, MainConfig, Server
@@ -21,7 +21,11 @@ from pyginx.http.connection import HttpConnection
 from pyginx.http.phases import PhaseEngine, apply_location
 from pyginx.http.request import Request
 from pyginx.http.router import ListenKey, LocationTable, ServerTable, build_server_tables
+from pyginx.http.status import INTERNAL_400
 from pyginx.log import error_log
+
+if TYPE_CHECKING:
+    from pyginx.tls.contexts import TlsContexts
 
 SWEEP_INTERVAL = 0.25  # seconds between timeout sweeps; the granularity of every client timeout
 
@@ -154,7 +158,7 @@ class ServerContext:
     def log_request(self, req: Request) -> None:
         if not self.logging:
             return
-        if req.status == 494:
+        if req.status in INTERNAL_400:
             req.status = 400
         try:
             self.access_logs.log(req)
@@ -174,11 +178,15 @@ class ServerContext:
 class HttpServer:
     """The worker's HTTP server (interface used by pyginx.worker and pyginx.single)."""
 
-    def __init__(self, config: MainConfig, sockets: dict[ListenKey, socket.socket]) -> None:
+    def __init__(
+        self, config: MainConfig, sockets: dict[ListenKey, socket.socket], tls: TlsContexts | None = None
+    ) -> None:
         self.config = config
         self.sockets = sockets
+        self.tls = tls  # built by the master before the fork (shared ticket keys); else built here
         self.ctx: ServerContext | None = None
         self._servers: list[asyncio.Server] = []
+        self._acceptors: list[Any] = []  # TLS listening sockets (pyginx.tls.acceptor.TlsAcceptor)
         self._sweeper: asyncio.TimerHandle | None = None
         self._health: Any = None
         self._resuming: asyncio.Task[None] | None = None
@@ -197,6 +205,10 @@ class HttpServer:
             # the worker idles (signals, reload) with nothing to serve.
             return
         ctx = self.ctx = ServerContext(self.config, loop)
+        if self.tls is None and any(la.ssl for s in ctx.servers for la in s.listen):
+            from pyginx.tls.contexts import build_tls
+
+            self.tls = build_tls(self.config)
         await self._listen(self.sockets)
         ctx.pause_accepting = self._pause_accepting
         ctx.resume_accepting = self._resume_accepting
@@ -220,6 +232,12 @@ class HttpServer:
             # newer server still listens on.
             own = sock.dup()
             own.setblocking(False)
+            tls_context = self.tls.for_listener(key) if self.tls is not None else None
+            if tls_context is not None and self.tls is not None:
+                from pyginx.http.tls_listen import start_tls_listener
+
+                self._acceptors.append(start_tls_listener(ctx, key, own, tls_context, self.tls))
+                continue
 
             def factory(k: ListenKey = key) -> HttpConnection:
                 return HttpConnection(ctx, k)
@@ -288,6 +306,9 @@ class HttpServer:
         self._keys = []
         _close_all(self._spares)
         self._spares = {}
+        for acceptor in self._acceptors:
+            acceptor.close()
+        self._acceptors = []
         if self._health is not None:
             try:
                 self._health.stop()

@@ -69,7 +69,15 @@ PAGE_TITLES[401] = "Authorization Required"
 
 # After these, nginx's special response handler turns keep-alive off (ngx_http_special_response_handler).
 # Only error pages: `return 400 "text"` or a proxied 500 keep the connection.
-CLOSING_STATUSES = frozenset({400, 413, 414, 500, 501})
+CLOSING_STATUSES = frozenset({400, 413, 414, 495, 496, 497, 500, 501})
+
+# nginx's internal statuses answered as 400 with their own page (and logged as 400)
+INTERNAL_400: dict[int, str] = {
+    494: "Request Header Or Cookie Too Large",
+    495: "The SSL certificate error",
+    496: "No required SSL certificate was sent",
+    497: "The plain HTTP request was sent to HTTPS port",
+}
 
 # add_header and expires apply only to these unless `always` (ngx_http_headers_filter_module.c).
 HEADER_FILTER_STATUSES = frozenset({200, 201, 204, 206, 301, 302, 303, 304, 307, 308})
@@ -87,8 +95,8 @@ def reason(status: int) -> str:
 def status_line(status: int) -> bytes:
     """`HTTP/1.1 200 OK\\r\\n`, cached per status; nginx's table decides which have a reason."""
     line = STATUS_LINES.get(status)
-    if line is None and status == 494:  # nginx's internal "header too large": 400 on the wire
-        line = STATUS_LINES[494] = b"HTTP/1.1 400 Bad Request\r\n"
+    if line is None and status in INTERNAL_400:  # nginx's internal statuses: 400 on the wire
+        line = STATUS_LINES[status] = b"HTTP/1.1 400 Bad Request\r\n"
     if line is None:
         if status in STATUS_LINE_REASONS:
             line = f"HTTP/1.1 {status} {REASONS[status]}\r\n".encode()
@@ -104,9 +112,9 @@ def server_header(tokens: bool) -> bytes:
 
 
 def _page(status: int, tokens: bool) -> bytes:
-    if status == 494:
-        head = "400 Request Header Or Cookie Too Large"
-        heading = "<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>"
+    if status in INTERNAL_400:
+        head = f"400 {INTERNAL_400[status]}"
+        heading = f"<center><h1>400 Bad Request</h1></center>\r\n<center>{INTERNAL_400[status]}</center>"
     else:
         head = f"{status} {PAGE_TITLES[status]}"
         heading = f"<center><h1>{head}</h1></center>"
@@ -122,7 +130,7 @@ _pages: dict[tuple[int, bool], bytes] = {}
 
 def error_page_body(status: int, tokens: bool = True) -> bytes:
     """nginx's built-in HTML body for an error status (empty for statuses nginx sends bodiless)."""
-    if status not in PAGE_TITLES and status != 494:
+    if status not in PAGE_TITLES and status not in INTERNAL_400:
         return b""  # nginx has pages only for the statuses it knows (ngx_http_error_pages)
     key = (status, tokens)
     body = _pages.get(key)

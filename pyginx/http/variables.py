@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 from pyginx import __version__
+from pyginx.tls.variables import VARIABLES as TLS_VARIABLES
 
 if TYPE_CHECKING:
     from pyginx.http.request import Request
@@ -168,7 +169,7 @@ BUILTIN: dict[str, Getter] = {
     "server_name": lambda r: r.server.primary_name,
     "server_protocol": lambda r: r.protocol,
     "scheme": lambda r: r.conn.scheme,
-    "https": lambda r: "on" if r.conn.scheme == "https" else "",
+    "https": lambda r: "on" if r.conn.tls is not None else "",
     "binary_remote_addr": lambda r: _binary_addr(r.conn.client_addr),
     "request_id": lambda r: _request_id(r),
     "request_completion": lambda r: "OK" if r.finished and r.status else "",
@@ -194,6 +195,7 @@ BUILTIN: dict[str, Getter] = {
     "nginx_version": lambda r: "1.31.0",
     "pyginx_version": lambda r: __version__,
     "request_body": lambda r: r.body_text(),
+    **TLS_VARIABLES,
 }
 
 

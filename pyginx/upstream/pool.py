@@ -18,6 +18,7 @@ One timer per pool, not per connection.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -380,15 +381,25 @@ async def open_connection(
     unix: str | None,
     timeout: float,
     high_water: int = READ_HIGH_WATER,
+    tls: ssl.SSLContext | None = None,
+    server_hostname: str = "",
 ) -> UpstreamConnection:
-    """Connect within `timeout` (TimeoutError; 0: no limit here) or raise the OSError connect() gave."""
+    """Connect within `timeout` (TimeoutError; 0: no limit here) or raise the OSError connect() gave.
+    With `tls`, the TLS handshake is part of connecting (server_hostname "" sends no SNI)."""
 
     def factory() -> UpstreamConnection:
         return UpstreamConnection(loop, peer_name, high_water)
 
     coro: Any
     if unix is not None:
-        coro = loop.create_unix_connection(factory, unix)
+        coro = loop.create_unix_connection(
+            factory, unix, ssl=tls, server_hostname=server_hostname if tls else None
+        )
+    elif tls is not None:
+        assert address is not None
+        coro = loop.create_connection(
+            factory, address[0], address[1], ssl=tls, server_hostname=server_hostname
+        )
     else:
         assert address is not None
         coro = loop.create_connection(factory, address[0], address[1])

@@ -12,12 +12,14 @@ import socket
 import time
 from typing import Any
 
+from pyginx import modules
 from pyginx.config.model import Http, HttpSettings, Location, MainConfig, Server
 from pyginx.http.accesslog import AccessLogs
 from pyginx.http.connection import HttpConnection
 from pyginx.http.phases import PhaseEngine, apply_location
 from pyginx.http.request import Request
 from pyginx.http.router import ListenKey, LocationTable, ServerTable, build_server_tables
+from pyginx.http.variables import Getter
 from pyginx.log import error_log
 
 SWEEP_INTERVAL = 0.25  # seconds between timeout sweeps; the granularity of every client timeout
@@ -31,6 +33,12 @@ class ServerContext:
         self.config = config
         self.loop = loop
         http = config.http
+        # variables the configuration defines (map, geo, split_clients), filled by the modules'
+        # worker-start hooks, which get this context (and through it the configuration)
+        self.variables: dict[str, Getter] = {}
+        for module in modules.ALL:
+            if module.init_worker is not None:
+                module.init_worker(self)
         self.servers = http.servers
         self.server_tables: dict[ListenKey, ServerTable] = build_server_tables(http.servers)
         self.location_tables: dict[int, LocationTable] = {

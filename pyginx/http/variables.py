@@ -1,8 +1,9 @@
 """nginx variables: `$host`, `$request_uri`, `$http_user_agent`, ... compiled once into getters.
 
-`compile_template("$host:$server_port")` returns a function of the request. Unknown names fall back to
-`req.vars` (which handlers fill; the proxy's `$upstream_addr` and the like wait in `req.upstream_vars` until read),
-then to regex captures `$1`..`$9`.
+`compile_template("$host:$server_port")` returns a function of the request. Other names fall back to
+`req.vars` (which `set` and handlers fill; the proxy's `$upstream_addr` and the like wait in
+`req.upstream_vars` until read), regex captures `$1`..`$9`, then the variables the configuration
+defines (map, geo, split_clients: `ServerContext.variables`).
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def _sent_header(name: str) -> Getter:
 
 def _fallback(name: str) -> Getter:
     pending = name.startswith("upstream_")  # may wait in req.upstream_vars
+    capture = name.isdigit()
 
     def get(req: Request) -> str:
         if pending and req.upstream_vars is not None:
@@ -114,11 +116,15 @@ def _fallback(name: str) -> Getter:
         value = req.vars.get(name)
         if value is not None:
             return value
-        if name.isdigit() and req.captures is not None:
-            index = int(name)
+        if capture:
             groups = req.captures
-            if index < len(groups):
+            index = int(name)
+            if groups is not None and index < len(groups):
                 return groups[index] or ""
+            return ""
+        defined = req.conn.ctx.variables.get(name)
+        if defined is not None:
+            return defined(req)
         return ""
 
     return get
@@ -241,14 +247,26 @@ RUNTIME_NAMES = frozenset(
     }
 )
 
-# variables a running configuration defines (map, geo, split_clients): set by their modules when a
-# worker starts serving a configuration, replaced at the next one
-_dynamic: dict[str, Getter] = {}
+# Variables a configuration defines (map, geo, split_clients) are served per configuration: the
+# modules' init_worker hooks put their getters in the worker's ServerContext.variables, and a use
+# site that names none of the core's or modules' variables looks there at run time (after the
+# request's own `set` values and cached results), so a single-process reload serves each request
+# with the configuration it started under.
 
 
-def set_dynamic(getters: dict[str, Getter]) -> None:
-    _dynamic.clear()
-    _dynamic.update(getters)
+def cached(name: str, compute: Getter, volatile: bool = False) -> Getter:
+    """A configuration-defined variable, evaluated when first read and kept for the rest of the
+    request (nginx caches it in r->variables; `volatile` ones are evaluated at every read). The ""
+    written before evaluating stops a variable whose value reads itself from recursing."""
+    if volatile:
+        return compute
+
+    def get(req: Request) -> str:
+        req.vars[name] = ""
+        value = req.vars[name] = compute(req)
+        return value
+
+    return get
 
 
 def _module_getter(name: str) -> Getter | None:
@@ -265,8 +283,8 @@ def _module_getter(name: str) -> Getter | None:
 
 
 def getter(name: str) -> Getter:
-    """The getter for variable `name` (without `$`): core, then modules, then the configuration's own
-    (map and the like), then `req.vars` (set, the proxy's $upstream_*) and regex captures."""
+    """The getter for variable `name` (without `$`): core, then modules, then `req.vars` (set, the
+    proxy's $upstream_*), regex captures and the configuration's own (map and the like)."""
     name = name.lower() if not name.isdigit() else name
     found = BUILTIN.get(name)
     if found is not None:
@@ -277,20 +295,7 @@ def getter(name: str) -> Getter:
     found = _module_getter(name)
     if found is not None:
         return found
-    dynamic = _dynamic.get(name)
-    if dynamic is not None:
-        return _late(name)
     return _fallback(name)
-
-
-def _late(name: str) -> Getter:
-    """A configuration-defined variable, looked up at each use (a single-process reload replaces it)."""
-
-    def get(req: Request) -> str:
-        found = _dynamic.get(name)
-        return found(req) if found is not None else req.vars.get(name, "")
-
-    return get
 
 
 def parse_template(text: str) -> list[str | Getter]:

@@ -113,7 +113,7 @@ def _p_rewrite(val: Val, env: Env) -> Fields:
         if flag and flag not in _FLAGS:
             raise entry.error(f'invalid parameter "{flag}"', arg_line)
         try:
-            regex = re.compile(_pcre_to_python(pattern))
+            regex = re.compile(pcre_to_python(pattern))
         except re.error as exc:
             raise entry.error(f'pcre2_compile() failed: {exc} in "{pattern}"', arg_line) from exc
         env.define_regex_captures(pattern)
@@ -232,7 +232,7 @@ def parse_condition(text: str, val: Val, env: Env) -> Condition:
     if op in ("~", "~*", "!~", "!~*"):
         flags = re.IGNORECASE if op.endswith("*") else 0
         try:
-            regex = re.compile(_pcre_to_python(right), flags)
+            regex = re.compile(pcre_to_python(right), flags)
         except re.error as exc:
             raise val.error(f'pcre2_compile() failed: {exc} in "{right}"') from exc
         env.define_regex_captures(right)
@@ -259,7 +259,7 @@ def _p_if(val: Val, env: Env) -> Fields:
     return {"ops": (IfOp(cond, ops, block),)}
 
 
-def _pcre_to_python(pattern: str) -> str:
+def pcre_to_python(pattern: str) -> str:
     """PCRE's named groups `(?<name>...)` are Python's `(?P<name>...)`."""
     return re.sub(r"\(\?<(?![=!])(\w+)>", r"(?P<\1>", pattern)
 

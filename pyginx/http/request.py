@@ -150,6 +150,8 @@ class Request:
     # the proxy's $upstream_* variables, not yet in `vars`: computed and merged into `vars` when a
     # variable named upstream_* is first read (most requests never read them)
     upstream_vars: Callable[[], dict[str, str]] | None = None
+    # the upstream's response head (pyginx.upstream.response.ResponseHead), for $upstream_http_*
+    upstream_head: Any = None
     # the location's output header filters (pyginx/module.py), None when it has none
     filters: tuple[Any, ...] | None = None
     # set by a header filter that transforms the body: (data, last) -> data

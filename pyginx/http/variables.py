@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 Getter = Callable[["Request"], str]
 
-_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_VAR = re.compile(r"\$(?:\{(\w+)\}|([1-9]|\w+))")  # `$10` is capture 1 then "0", as in nginx
 _HOSTNAME = socket.gethostname()
 
 

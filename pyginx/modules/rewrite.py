@@ -346,7 +346,7 @@ def _compile(ops: tuple[Op, ...]) -> tuple[_Compiled, ...]:
     out: list[_Compiled] = []
     for op in ops:
         if isinstance(op, RewriteOp):
-            out.append(_Compiled("rewrite", op, compile_template(op.replacement)))
+            out.append(_Compiled("rewrite", op, compile_replacement(op.replacement, bool(op.redirect))))
         elif isinstance(op, ReturnOp):
             text = op.ret.text
             out.append(_Compiled("return", op, compile_template(text) if text else None))
@@ -360,6 +360,61 @@ def _compile(ops: tuple[Op, ...]) -> tuple[_Compiled, ...]:
             if cond.kind in ("eq", "ne"):
                 out[-1] = replace(out[-1], op=(op, compile_template(cond.right)))
     return tuple(out)
+
+
+_CAPTURE = re.compile(r"\$([1-9])")
+# NGX_ESCAPE_ARGS: the bytes nginx escapes in a capture copied into a redirect or into arguments
+_ARGS_UNSAFE = frozenset(range(0x21)) | frozenset(b'"#%&+;<>?\\^`{|}') | frozenset(range(0x7F, 0x100))
+
+
+def escape_args(value: str) -> str:
+    raw = value.encode("utf-8", "surrogateescape")
+    if not any(b in _ARGS_UNSAFE for b in raw):
+        return value
+    return "".join(f"%{b:02X}" if b in _ARGS_UNSAFE else chr(b) for b in raw)
+
+
+def _quoted_uri(req: Request) -> bool:
+    """nginx's r->quoted_uri || r->plus_in_uri: the request's path held a %XX escape or a "+"."""
+    path = req.request_uri.partition("?")[0]
+    return "%" in path or "+" in path
+
+
+def compile_replacement(text: str, redirect: bool) -> Any:
+    """A rewrite's replacement. Its captures $1..$9 are copied escaped (NGX_ESCAPE_ARGS) when the
+    rewrite redirects or the capture stands after the "?", and the request's URI was escaped itself
+    (ngx_http_script_copy_capture_code): the capture holds decoded bytes that must not change
+    meaning in a Location or an argument."""
+    from pyginx.http.variables import compile_template
+
+    if not _CAPTURE.search(text):
+        return compile_template(text)
+    parts: list[Any] = []
+    pos = 0
+    in_args = False
+    for m in _CAPTURE.finditer(text):
+        literal = text[pos : m.start()]
+        if literal:
+            parts.append(compile_template(literal))
+            in_args = in_args or "?" in literal
+        parts.append(_capture(int(m.group(1)), redirect or in_args))
+        pos = m.end()
+    if pos < len(text):
+        parts.append(compile_template(text[pos:]))
+
+    def render(req: Request) -> str:
+        return "".join(p(req) for p in parts)
+
+    return render
+
+
+def _capture(n: int, escape: bool) -> Any:
+    def get(req: Request) -> str:
+        groups = req.captures
+        value = (groups[n] or "") if groups is not None and n < len(groups) else ""
+        return escape_args(value) if escape and value and _quoted_uri(req) else value
+
+    return get
 
 
 def _run(req: Request, script: tuple[_Compiled, ...], log: bool) -> Any:

@@ -86,6 +86,19 @@ CASES: list[tuple[str, dict[str, str]]] = [
     ("/tfp/anything?z=1", {}),
     ("/tfp2/nothing", {}),
     ("/rl/x", {}),
+    ("/ret/444", {}),
+    ("/ret/302bare", {}),
+    ("/ret/unq", {}),
+    ("/chg/x", {}),
+    ("/scheme/x?a=1", {}),
+    ("/esc/a%20b?c=d%20e", {}),
+    ("/escl/a%20b", {}),
+    ("/srvlast/abc", {}),
+    ("/flags/last/x?srvret=1", {}),
+    ("/ifset/?v=7", {}),
+    ("/epint/nothing", {}),
+    ("/uph/", {}),
+    ("/many/a/b/c/d/e/f/g/h/i/j/k", {}),
     ("/map/u/bob", {"Upgrade": "websocket"}),
     ("/map/ADMIN/x", {"Host": "a.example.com."}),
     ("/map/x", {"Host": "example.com"}),
@@ -175,12 +188,16 @@ http {{
   server {{
     listen 127.0.0.1:{origin};
     location / {{ return 200 "origin $request_uri\\n"; }}
+    location /hdr/ {{ add_header X-Up upval; return 200 "hdr\\n"; }}
   }}
   server {{
     listen 127.0.0.1:{port};
     server_name localhost;
     root {html};
     rewrite ^/srv/(.*)$ /target/srv-$1;
+    rewrite ^/srvlast/(.*)$ /target/sl-$1 last;
+    rewrite ^/target/sl-(.*)$ /target/NOPE;
+    if ($arg_srvret) {{ return 410; }}
     location /target/ {{ return 200 "target $uri args=$args\\n"; }}
     location /flags/last/ {{ rewrite ^/flags/last/(.*)$ /target/$1 last; return 200 "not here\\n"; }}
     location /flags/break/ {{ rewrite ^/flags/break/(.*)$ /target/$1 break; return 200 "not here\\n"; }}
@@ -228,6 +245,20 @@ http {{
     location /tfp/ {{ try_files /target/x.txt @fb; proxy_pass http://127.0.0.1:{origin}; }}
     location /tfp2/ {{ try_files $uri @fb; proxy_pass http://127.0.0.1:{origin}; }}
     location /rl/ {{ rewrite_log on; rewrite ^/rl/(.*)$ /target/rl-$1 last; }}
+    location = /ret/444 {{ return 444; }}
+    location = /ret/302bare {{ return 302; }}
+    location = /ret/unq {{ return 200 a\\tb\\n; }}
+    location /chg/ {{ rewrite ^/chg/(.*)$ /target/$1; }}
+    location /scheme/ {{ rewrite ^/scheme/(.*)$ $scheme://$host/s/$1; }}
+    location /esc/ {{ rewrite ^/esc/(.*)$ /target/$1 redirect; }}
+    location /escl/ {{ rewrite ^/escl/(.*)$ /target/$1 last; }}
+    location /ifset/ {{ if ($arg_v) {{ set $got "v$arg_v"; }} return 200 "got=$got\\n"; }}
+    location /epint/ {{ error_page 404 /int/e; }}
+    location /uph/ {{
+      proxy_pass http://127.0.0.1:{origin}/hdr/;
+      add_header X-Foo "$upstream_http_x_up|$upstream_status|$upstream_addr";
+    }}
+    location /many/ {{ rewrite ^/many/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)$ /target/$9$10$11 last; }}
     location /map/ {{ return 200 "$connection_upgrade|$user|$name|$site|$zone|$net\\n"; }}
     location /fwd/ {{ return 200 "$fwd\\n"; }}
     location /split/ {{ return 200 "$variant\\n"; }}
@@ -282,10 +313,17 @@ http:
       locations:
         - location: /
           return: '200 "origin $request_uri\\n"'
+        - location: /hdr/
+          add_header: X-Up upval
+          return: '200 "hdr\\n"'
     - listen: 127.0.0.1:{port}
       server_name: localhost
       root: {html}
-      rewrite: ^/srv/(.*)$ /target/srv-$1
+      rewrite:
+        - ^/srv/(.*)$ /target/srv-$1
+        - ^/srvlast/(.*)$ /target/sl-$1 last
+        - ^/target/sl-(.*)$ /target/NOPE
+      'if ($arg_srvret)': {{return: 410}}
       locations:
         - location: /target/
           return: '200 "target $uri args=$args\\n"'
@@ -373,6 +411,30 @@ http:
         - location: /rl/
           rewrite_log: true
           rewrite: ^/rl/(.*)$ /target/rl-$1 last
+        - location: = /ret/444
+          return: 444
+        - location: = /ret/302bare
+          return: 302
+        - location: = /ret/unq
+          return: 200 a\\tb\\n
+        - location: /chg/
+          rewrite: ^/chg/(.*)$ /target/$1
+        - location: /scheme/
+          rewrite: ^/scheme/(.*)$ $scheme://$host/s/$1
+        - location: /esc/
+          rewrite: ^/esc/(.*)$ /target/$1 redirect
+        - location: /escl/
+          rewrite: ^/escl/(.*)$ /target/$1 last
+        - location: /ifset/
+          'if ($arg_v)': {{set: '$got "v$arg_v"'}}
+          return: '200 "got=$got\\n"'
+        - location: /epint/
+          error_page: 404 /int/e
+        - location: /uph/
+          proxy_pass: http://127.0.0.1:{origin}/hdr/
+          add_header: X-Foo "$upstream_http_x_up|$upstream_status|$upstream_addr"
+        - location: /many/
+          rewrite: ^/many/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)$ /target/$9$10$11 last
         - location: /map/
           return: '200 "$connection_upgrade|$user|$name|$site|$zone|$net\\n"'
         - location: /fwd/
@@ -418,7 +480,7 @@ def _dechunk(data: bytes) -> bytes:
 def _normalise(resp: tuple[str, dict[str, str], bytes], ports: tuple[int, int]) -> tuple[str, dict[str, str], bytes]:
     status, headers, body = resp
     port, origin = ports
-    headers = {k: v.replace(f":{port}/", ":PORT/") for k, v in headers.items()}
+    headers = {k: v.replace(f":{port}/", ":PORT/").replace(f":{origin}", ":ORIGIN") for k, v in headers.items()}
     body = body.replace(str(port).encode(), b"PORT").replace(str(origin).encode(), b"ORIGIN")
     body = re.sub(rb"<center>(nginx|pyginx)/[\d.]+</center>", b"<center>SERVER</center>", body)
     body = re.sub(rb"<a href=\"[^\"]*\">", b"<a>", body)  # the redirect page's link (absolute in nginx)

@@ -63,7 +63,7 @@ _PLAIN_EXPR = {
     "status": 'format(req.status, "03d")',
     "body_bytes_sent": "str(req.body_bytes_sent)",
     "bytes_sent": "str(req.bytes_sent)",
-    "request_length": "str(req.request_length)",
+    "request_length": "str(req.request_length + req.body.size)",
     "time_local": "time_local()",
     "time_iso8601": "time_iso8601()",
 }

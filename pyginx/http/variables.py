@@ -183,14 +183,14 @@ BUILTIN: dict[str, Getter] = {
     "status": lambda r: f"{r.status:03d}",
     "body_bytes_sent": _body_bytes_sent,
     "bytes_sent": lambda r: str(r.bytes_sent),
-    "request_length": lambda r: str(r.request_length),
+    "request_length": lambda r: str(r.request_length + r.body.size),  # head and body, as nginx
     "request_time": _request_time,
     "time_local": time_local,
     "time_iso8601": time_iso8601,
     "msec": lambda r: f"{time.time():.3f}",
     "pid": lambda r: str(os.getpid()),
     "connection": lambda r: str(r.conn.conn_id),
-    "connection_requests": lambda r: str(r.conn.requests),
+    "connection_requests": lambda r: str(r.conn.requests + 1),  # conn.requests counts finished ones
     "content_length": _content_length,
     "content_type": lambda r: r.headers.get("content-type", ""),
     "document_root": _document_root,

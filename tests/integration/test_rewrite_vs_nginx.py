@@ -544,4 +544,134 @@ def test_same_answers_as_nginx(pyginx: Pyginx, nginx_ports: tuple[int, int]) -> 
     nginx_log = (pyginx.prefix / "logs" / "nginx-error.log").read_text()
     ours = pyginx.error_log()
     for needle in ("/rl/x", "rewrite or internal redirection cycle"):
-        assert _log_lines(ours, needle) == _log_lines(nginx_log, needle), needle
+        want = _log_lines(nginx_log, needle)
+        assert want, f"nginx logged nothing with {needle!r}"
+        assert _log_lines(ours, needle) == want, needle
+
+
+# ------------------------------------------------------------------------------ variables in logs
+
+LOG_VARS = (
+    "request_id msec connection connection_requests request_length request_time upstream_addr "
+    "upstream_status upstream_response_time upstream_connect_time upstream_header_time cookie_c2 "
+    "arg_a http_x_my_header sent_http_content_type sent_http_x_up upstream_http_x_up hostname pid "
+    "time_iso8601 server_addr server_port realpath_root binary_remote_addr status bytes_sent "
+    "body_bytes_sent request_uri uri args is_args"
+).split()
+# values that differ between two servers by nature: compared by shape
+SHAPES = {
+    "request_id": r"[0-9a-f]{32}",
+    "msec": r"\d{10}\.\d{3}",
+    "connection": r"\d+",  # nginx counts the harness's probes too
+    "request_time": r"\d+\.\d{3}",
+    "upstream_addr": r"127\.0\.0\.1:\d+",
+    "upstream_response_time": r"\d+\.\d{3}",
+    "upstream_connect_time": r"\d+\.\d{3}",
+    "upstream_header_time": r"\d+\.\d{3}",
+    "pid": r"\d+",
+    "time_iso8601": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d",
+    "bytes_sent": r"\d+",  # the Server header's length differs
+    "realpath_root": r"/.+",
+}
+
+
+def _start_nginx(root: Path, text: str, port: int) -> int:
+    (root / "conf" / "nginx-vars.conf").write_text(text)
+    assert NGINX is not None
+    subprocess.run([NGINX, "-p", str(root), "-c", str(root / "conf" / "nginx-vars.conf")], check=True)
+    pid_file = root / "logs" / "nginx-vars.pid"
+    pid = wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "nginx to start")
+    wait_for(lambda: _answers(port), 10, "nginx to answer")
+    return int(pid)
+
+
+def _stop(pid: int) -> None:
+    os.kill(pid, 15)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.02)
+
+
+def test_log_variables_as_nginx(pyginx: Pyginx) -> None:  # noqa: F811
+    root = pyginx.prefix
+    fmt = "|".join(f"{v}=${v}" for v in LOG_VARS)
+    port, origin = free_port(), free_port()
+    user = "user root;" if os.geteuid() == 0 else ""
+    nginx_conf = f"""
+{user}
+worker_processes 1;
+error_log {root}/logs/nginx-vars-error.log;
+pid {root}/logs/nginx-vars.pid;
+daemon on;
+events {{ worker_connections 64; }}
+http {{
+  log_format vars '{fmt}';
+  access_log off;
+  server {{
+    listen 127.0.0.1:{origin};
+    location / {{ add_header X-Up upval; return 200 "up\\n"; }}
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    root {root}/html;
+    location / {{ access_log {root}/logs/nginx-vars.log vars; proxy_pass http://127.0.0.1:{origin}; }}
+  }}
+}}
+"""
+    pid = _start_nginx(root, nginx_conf, port)
+    try:
+        ours_origin = free_port()
+        pyginx.write_config(
+            f"""
+worker_processes: 1
+error_log: logs/error.log info
+http:
+  log_format: {{vars: '{fmt}'}}
+  access_log: off
+  servers:
+    - listen: 127.0.0.1:{ours_origin}
+      locations:
+        - location: /
+          add_header: X-Up upval
+          return: '200 "up\\n"'
+    - listen: 127.0.0.1:{pyginx.port}
+      root: {root}/html
+      locations:
+        - location: /
+          access_log: logs/vars.log vars
+          proxy_pass: http://127.0.0.1:{ours_origin}
+"""
+        )
+        pyginx.start()
+        headers = {"Cookie": "c1=v1; c2=v2", "X-My-Header": "hv"}
+        for p in (port, pyginx.port):
+            with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
+                one = "GET /p?a=1 HTTP/1.1\r\nHost: localhost\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                s.sendall((one + "\r\n" + one + "Connection: close\r\n\r\n").encode())
+                while s.recv(65536):
+                    pass
+        nginx_log = root / "logs" / "nginx-vars.log"
+        ours_log = root / "logs" / "vars.log"
+        wait_for(lambda: len(nginx_log.read_text().splitlines()) == 2, 10, "nginx's log lines")
+        wait_for(lambda: len(_lines_of(ours_log)) == 2, 10, "our log lines")
+    finally:
+        _stop(pid)
+    differences = []
+    for want_line, got_line in zip(_lines_of(nginx_log), _lines_of(ours_log), strict=True):
+        want = dict(f.split("=", 1) for f in want_line.split("|"))
+        got = dict(f.split("=", 1) for f in got_line.split("|"))
+        assert list(got) == LOG_VARS
+        for name in LOG_VARS:
+            shape = SHAPES.get(name)
+            ok = re.fullmatch(shape, got[name]) is not None if shape else got[name] == want[name].replace(str(port), str(pyginx.port))
+            if shape and re.fullmatch(shape, want[name]) is None:
+                differences.append(f"nginx's {name}={want[name]} does not fit {shape}")
+            if not ok:
+                differences.append(f"${name}: nginx {want[name]!r}, pyginx {got[name]!r}")
+    assert not differences, "\n".join(differences)
+
+
+def _lines_of(log: Path) -> list[str]:
+    """The log's lines of the test's requests (not the harness's readiness probes)."""
+    text = log.read_text() if log.exists() else ""
+    return [line for line in text.splitlines() if "|request_uri=/p?a=1|" in line]

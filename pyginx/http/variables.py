@@ -105,6 +105,9 @@ def _sent_header(name: str) -> Getter:
     return get
 
 
+_NONE: dict[str, Getter] = {}  # the defined variables of a request without a configuration (tests)
+
+
 def _fallback(name: str) -> Getter:
     pending = name.startswith("upstream_")  # may wait in req.upstream_vars
     capture = name.isdigit()
@@ -122,7 +125,7 @@ def _fallback(name: str) -> Getter:
             if groups is not None and index < len(groups):
                 return groups[index] or ""
             return ""
-        defined = req.conn.ctx.variables.get(name)
+        defined = getattr(getattr(req.conn, "ctx", None), "variables", _NONE).get(name)
         if defined is not None:
             return defined(req)
         return ""

@@ -73,7 +73,7 @@ def _entry(val: Val, key: YScalar, node: YNode) -> Entry:
         values: list[str] = []
         for item in node.items:
             if not isinstance(item, YScalar) or item.value is None:
-                raise ConfigError(f'invalid number of the {val.name} parameters', val.file, item.line)
+                raise ConfigError(f"invalid number of the {val.name} parameters", val.file, item.line)
             values.append(item.raw)
         return Entry(key.raw, tuple(values), key.line)
     if not isinstance(node, YScalar):

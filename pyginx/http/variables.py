@@ -125,7 +125,7 @@ def _fallback(name: str) -> Getter:
             if groups is not None and index < len(groups):
                 return groups[index] or ""
             return ""
-        defined = getattr(getattr(req.conn, "ctx", None), "variables", _NONE).get(name)
+        defined: Getter | None = getattr(getattr(req.conn, "ctx", None), "variables", _NONE).get(name)
         if defined is not None:
             return defined(req)
         return ""
@@ -144,6 +144,11 @@ def _body_bytes_sent(req: Request) -> str:
 def _request_time(req: Request) -> str:
     end = req.end_time or time.monotonic()
     return f"{max(0.0, end - req.start_time):.3f}"
+
+
+def _request_length(req: Request) -> str:
+    size: int = req.body.size
+    return str(req.request_length + size)
 
 
 def _document_root(req: Request) -> str:
@@ -186,7 +191,7 @@ BUILTIN: dict[str, Getter] = {
     "status": lambda r: f"{r.status:03d}",
     "body_bytes_sent": _body_bytes_sent,
     "bytes_sent": lambda r: str(r.bytes_sent),
-    "request_length": lambda r: str(r.request_length + r.body.size),  # head and body, as nginx
+    "request_length": lambda r: _request_length(r),  # head and body, as nginx
     "request_time": _request_time,
     "time_local": time_local,
     "time_iso8601": time_iso8601,

@@ -189,7 +189,9 @@ def _read_geo(block: varblocks.Block, source: str | None, name: str, val: Val) -
             if key == "ranges":
                 if cidr_seen:
                     raise ConfigError(
-                        'the "ranges" directive must be the first directive inside "geo" block', val.file, line
+                        'the "ranges" directive must be the first directive inside "geo" block',
+                        val.file,
+                        line,
                     )
                 ranges = on
             elif key == "proxy_recursive":
@@ -273,7 +275,12 @@ def _chunks(start: int, end: int) -> list[tuple[int, int, int]]:
 
 
 def _add_range(
-    blocks: dict[int, list[tuple[int, int, str]]], span: tuple[int, int], value: str, text: str, val: Val, line: int
+    blocks: dict[int, list[tuple[int, int, str]]],
+    span: tuple[int, int],
+    value: str,
+    text: str,
+    val: Val,
+    line: int,
 ) -> None:
     """ngx_http_geo_add_range: a new range may equal (replace), or sit inside, one range of the
     same /16 block; any other overlap is an error."""

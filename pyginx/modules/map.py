@@ -147,7 +147,9 @@ def _read_map(block: varblocks.Block, val: Val, env: Env) -> MapDef:
             try:
                 regex = re.compile(pcre_to_python(pattern), flags)
             except re.error as exc:
-                raise ConfigError(f'pcre2_compile() failed: {exc} in "{pattern}"', val.file, entry.line) from exc
+                raise ConfigError(
+                    f'pcre2_compile() failed: {exc} in "{pattern}"', val.file, entry.line
+                ) from exc
             env.define_regex_captures(pattern)
             regexes.append((regex, index))
             continue
@@ -156,7 +158,9 @@ def _read_map(block: varblocks.Block, val: Val, env: Env) -> MapDef:
         _add_key(key, index, hostnames, exact, head, tail, val, entry.line)
     varblocks.define(name, val, env, block.line)
     wildcards = Hostnames(head, tail) if hostnames else None
-    return MapDef(source, name, tuple(values), exact, tuple(regexes), default, wildcards, volatile, block.line)
+    return MapDef(
+        source, name, tuple(values), exact, tuple(regexes), default, wildcards, volatile, block.line
+    )
 
 
 def _add_key(

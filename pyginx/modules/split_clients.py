@@ -109,7 +109,9 @@ def _p_split_clients(val: Val, env: Env) -> Fields:
         raw: list[tuple[int, str, int, str]] = []
         for entry in block.entries:
             if len(entry.values) != 1:
-                raise ConfigError(f'invalid number of arguments in "{val.name}" directive', val.file, entry.line)
+                raise ConfigError(
+                    f'invalid number of arguments in "{val.name}" directive', val.file, entry.line
+                )
             if entry.key == "*":
                 percent = 0
             else:

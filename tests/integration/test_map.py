@@ -49,7 +49,10 @@ def test_map_values(pyginx: Pyginx) -> None:  # noqa: F811
     # murmur2("abcAAA") decides the split bucket exactly as nginx does
     assert body == b"bob-42|ex|local|far|first\n"
     assert headers["x-foo"] == "bob-42"
-    assert _get(pyginx.port, "/admin/x?k=127.0.0.1", {"Host": "www.shop.co.uk"})[2] == b"admin|shop|local|far|second\n"
+    assert (
+        _get(pyginx.port, "/admin/x?k=127.0.0.1", {"Host": "www.shop.co.uk"})[2]
+        == b"admin|shop|local|far|second\n"
+    )
     assert _get(pyginx.port, "/z", {"Host": "example.org"})[2] == b"nobody|other|local|far|second\n"
 
 
@@ -78,6 +81,8 @@ def test_single_process_reload_serves_the_new_maps(pyginx: Pyginx) -> None:  # n
     pyginx.write_config(_config(pyginx.port, main="master_process: false"))
     pyginx.start()
     assert _get(pyginx.port, "/z", {})[2].startswith(b"nobody|")
-    pyginx.write_config(_config(pyginx.port, main="master_process: false").replace("default: nobody", "default: someone"))
+    pyginx.write_config(
+        _config(pyginx.port, main="master_process: false").replace("default: nobody", "default: someone")
+    )
     pyginx.signal(signal.SIGHUP)
     wait_for(lambda: _get(pyginx.port, "/z", {})[2].startswith(b"someone|"), 10, "the reload")

@@ -139,7 +139,7 @@ def test_rewrite_log_and_the_cycle_limit(pyginx: Pyginx) -> None:  # noqa: F811
 
     wait_for(logged, 10, "the rewrite_log and cycle lines")
     text = pyginx.error_log()
-    assert '[notice]' in next(line for line in text.splitlines() if '"^/rl/(.*)$" matches' in line)
+    assert "[notice]" in next(line for line in text.splitlines() if '"^/rl/(.*)$" matches' in line)
     assert 'rewritten data: "/target/rl-x", args: ""' in text
     cycle = next(line for line in text.splitlines() if "redirection cycle" in line)
     assert "[error]" in cycle and 'request: "GET /loop/x HTTP/1.1"' in cycle

@@ -477,10 +477,14 @@ def _dechunk(data: bytes) -> bytes:
     return out
 
 
-def _normalise(resp: tuple[str, dict[str, str], bytes], ports: tuple[int, int]) -> tuple[str, dict[str, str], bytes]:
+def _normalise(
+    resp: tuple[str, dict[str, str], bytes], ports: tuple[int, int]
+) -> tuple[str, dict[str, str], bytes]:
     status, headers, body = resp
     port, origin = ports
-    headers = {k: v.replace(f":{port}/", ":PORT/").replace(f":{origin}", ":ORIGIN") for k, v in headers.items()}
+    headers = {
+        k: v.replace(f":{port}/", ":PORT/").replace(f":{origin}", ":ORIGIN") for k, v in headers.items()
+    }
     body = body.replace(str(port).encode(), b"PORT").replace(str(origin).encode(), b"ORIGIN")
     body = re.sub(rb"<center>(nginx|pyginx)/[\d.]+</center>", b"<center>SERVER</center>", body)
     body = re.sub(rb"<a href=\"[^\"]*\">", b"<a>", body)  # the redirect page's link (absolute in nginx)
@@ -536,7 +540,7 @@ def test_same_answers_as_nginx(pyginx: Pyginx, nginx_ports: tuple[int, int]) -> 
     for target, headers in CASES:
         want = _normalise(_get(nginx_port, target, headers), (nginx_port, nginx_origin))
         got = _normalise(_get(pyginx.port, target, headers), (pyginx.port, origin))
-        if os.environ.get('SHOWALL'):
+        if os.environ.get("SHOWALL"):
             print(target, headers, want, got)
         if want != got:
             differences.append(f"GET {target} {headers}:\n  nginx : {want}\n  pyginx: {got}")
@@ -646,7 +650,9 @@ http:
         headers = {"Cookie": "c1=v1; c2=v2", "X-My-Header": "hv"}
         for p in (port, pyginx.port):
             with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
-                one = "GET /p?a=1 HTTP/1.1\r\nHost: localhost\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+                one = "GET /p?a=1 HTTP/1.1\r\nHost: localhost\r\n" + "".join(
+                    f"{k}: {v}\r\n" for k, v in headers.items()
+                )
                 s.sendall((one + "\r\n" + one + "Connection: close\r\n\r\n").encode())
                 while s.recv(65536):
                     pass
@@ -663,7 +669,11 @@ http:
         assert list(got) == LOG_VARS
         for name in LOG_VARS:
             shape = SHAPES.get(name)
-            ok = re.fullmatch(shape, got[name]) is not None if shape else got[name] == want[name].replace(str(port), str(pyginx.port))
+            ok = (
+                re.fullmatch(shape, got[name]) is not None
+                if shape
+                else got[name] == want[name].replace(str(port), str(pyginx.port))
+            )
             if shape and re.fullmatch(shape, want[name]) is None:
                 differences.append(f"nginx's {name}={want[name]} does not fit {shape}")
             if not ok:

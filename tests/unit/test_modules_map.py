@@ -81,7 +81,9 @@ def test_map_regexes_in_order_after_exact(tmp_path: Path) -> None:
 
 
 def test_map_captures_in_the_value(tmp_path: Path) -> None:
-    cfg = load(tmp_path, """map: {"$uri $mapped": {'~^/u/(?<name>[^/]+)/(\\d+)$': "/user/$name/$2", default: "-"}}""")
+    cfg = load(
+        tmp_path, """map: {"$uri $mapped": {'~^/u/(?<name>[^/]+)/(\\d+)$': "/user/$name/$2", default: "-"}}"""
+    )
     (m,) = maps(cfg)
     req: Any = SimpleNamespace(vars={}, captures=None, uri="/u/bob/42", conn=SimpleNamespace())
     getter = compile_map(m)
@@ -135,7 +137,11 @@ def test_several_maps(tmp_path: Path) -> None:
     ("http", "message", "line"),
     [
         ('map: {"$a $mapped": {x: 1, X: 2}}', 'conflicting parameter "X"', 2),
-        ("map:\n  \"$uri $mapped\":\n    default: a\n    '\\\\default': b\n    \"~(\": c\n", 'pcre2_compile() failed', 6),
+        (
+            'map:\n  "$uri $mapped":\n    default: a\n    \'\\\\default\': b\n    "~(": c\n',
+            "pcre2_compile() failed",
+            6,
+        ),
         ('map: {"$uri mapped": {default: a}}', 'invalid variable name "mapped"', 2),
         ('map: {"$uri $uri": {default: a}}', 'the duplicate "uri" variable', 2),
         ('map: {"$uri $mapped $x": {default: a}}', 'invalid number of arguments in "map" directive', 2),
@@ -143,7 +149,11 @@ def test_several_maps(tmp_path: Path) -> None:
         ('map: {"$urii $mapped": {default: a}}', 'unknown "urii" variable', 2),
         ('map: {"$uri $mapped": {default: $nope}}', 'unknown "nope" variable', 2),
         ('map: {"$host $mapped": {hostnames: true, "*.a.*": x}}', 'invalid hostname or wildcard "*.a.*"', 2),
-        ('map: {"$host $mapped": {hostnames: true, ".a.com": x, "a.com": y}}', 'conflicting parameter "a.com"', 2),
+        (
+            'map: {"$host $mapped": {hostnames: true, ".a.com": x, "a.com": y}}',
+            'conflicting parameter "a.com"',
+            2,
+        ),
     ],
 )
 def test_map_errors(tmp_path: Path, http: str, message: str, line: int) -> None:

@@ -346,7 +346,14 @@ def _compile(ops: tuple[Op, ...]) -> tuple[_Compiled, ...]:
     out: list[_Compiled] = []
     for op in ops:
         if isinstance(op, RewriteOp):
-            out.append(_Compiled("rewrite", op, compile_replacement(op.replacement, bool(op.redirect))))
+            if op.has_args and not op.redirect:
+                # the arguments start at the "?" written in the replacement, not at one a capture
+                # or a variable brings (nginx compiles the two parts apart: sc.compile_args)
+                uri_text, _, args_text = op.replacement.partition("?")
+                parts = (compile_replacement(uri_text, False), compile_replacement(args_text, True))
+                out.append(_Compiled("rewrite", op, parts))
+            else:
+                out.append(_Compiled("rewrite", op, compile_replacement(op.replacement, bool(op.redirect))))
         elif isinstance(op, ReturnOp):
             text = op.ret.text
             out.append(_Compiled("return", op, compile_template(text) if text else None))
@@ -454,7 +461,13 @@ def _rewrite(req: Request, op: RewriteOp, replacement: Any, log: bool) -> Any:
     req.captures = (m.group(0), *m.groups())
     for name, value in m.groupdict().items():
         req.vars[name.lower()] = value or ""
-    result: str = replacement(req)
+    if isinstance(replacement, tuple):
+        uri_part, args_part = replacement
+        result = ""
+        uri = uri_part(req)
+        args = args_part(req)
+    else:
+        result = replacement(req)
     if op.redirect:
         location = result
         if op.add_args and req.args:
@@ -464,7 +477,6 @@ def _rewrite(req: Request, op: RewriteOp, replacement: Any, log: bool) -> Any:
         req.redirect(op.redirect, location)
         return True
     if op.has_args:
-        uri, _, args = result.partition("?")
         if op.add_args and req.args:
             args = f"{args}&{req.args}"
         req.args = args

@@ -56,6 +56,15 @@ EXPECTED: list[tuple[str, dict[str, str], int, str | None, bytes | None]] = [
     ("/eps/nothing", {}, 404, None, b"target /target/srv-e args=\n"),
     ("/tfp/anything?z=1", {}, 200, None, b"origin /tfp/anything?z=1\n"),
     ("/tfp2/nothing", {}, 200, None, b"fallback /tfp2/nothing\n"),
+    ("/qs2/a%3Fb?c=1", {}, 200, None, b"target /target/a?b args=x=a%3Fb&c=1\n"),
+    ("/srvset/", {}, 200, None, b"srv=s1\n"),
+    ("/ifua/", {"User-Agent": "Mozilla GoogleBot/2"}, 403, None, None),
+    ("/ifua/", {"User-Agent": "curl"}, 200, None, b"human\n"),
+    ("/ep200/nothing", {}, 200, None, b"target /target/ep args=\n"),
+    ("/iflast/?go=1", {}, 200, None, b"target /target/from-if args=go=1\n"),
+    ("/iflast/", {}, 200, None, b"stayed\n"),
+    ("/setcap/abc", {}, 200, None, b"<abc> /x/abc\n"),
+    ("/caploc/abc/def", {}, 200, None, b"abc abc def\n"),
 ]
 
 # per IF_CASES entry: what each of its requests answers (yes with $1 and $w, or no)

@@ -99,6 +99,17 @@ CASES: list[tuple[str, dict[str, str]]] = [
     ("/epint/nothing", {}),
     ("/uph/", {}),
     ("/many/a/b/c/d/e/f/g/h/i/j/k", {}),
+    ("/qs2/a%3Fb", {}),
+    ("/qs2/a%3Fb?c=1", {}),
+    ("/srvset/", {}),
+    ("/ifq/?v=a%20b", {}),
+    ("/ifua/", {"User-Agent": "Mozilla GoogleBot/2"}),
+    ("/ifua/", {"User-Agent": "curl"}),
+    ("/ep200/nothing", {}),
+    ("/iflast/?go=1", {}),
+    ("/setcap/abc", {}),
+    ("/caploc/abc/def", {}),
+    ("/encret/a%20b?x=%41", {}),
     ("/map/u/bob", {"Upgrade": "websocket"}),
     ("/map/ADMIN/x", {"Host": "a.example.com."}),
     ("/map/x", {"Host": "example.com"}),
@@ -198,6 +209,7 @@ http {{
     rewrite ^/srvlast/(.*)$ /target/sl-$1 last;
     rewrite ^/target/sl-(.*)$ /target/NOPE;
     if ($arg_srvret) {{ return 410; }}
+    set $srv s1;
     location /target/ {{ return 200 "target $uri args=$args\\n"; }}
     location /flags/last/ {{ rewrite ^/flags/last/(.*)$ /target/$1 last; return 200 "not here\\n"; }}
     location /flags/break/ {{ rewrite ^/flags/break/(.*)$ /target/$1 break; return 200 "not here\\n"; }}
@@ -258,6 +270,15 @@ http {{
       proxy_pass http://127.0.0.1:{origin}/hdr/;
       add_header X-Foo "$upstream_http_x_up|$upstream_status|$upstream_addr";
     }}
+    location /qs2/ {{ rewrite ^/qs2/(.*)$ /target/$1?x=$1 last; }}
+    location /srvset/ {{ return 200 "srv=$srv\\n"; }}
+    location /ifq/ {{ if ($arg_v = "a%20b") {{ return 200 "quoted\\n"; }} return 200 "plain\\n"; }}
+    location /ifua/ {{ if ($http_user_agent ~* "(bot|crawl)") {{ return 403; }} return 200 "human\\n"; }}
+    location /ep200/ {{ error_page 404 =200 /target/ep; }}
+    location /iflast/ {{ if ($arg_go) {{ rewrite ^ /target/from-if last; }} return 200 "stayed\\n"; }}
+    location /setcap/ {{ rewrite ^/setcap/(.*)$ /x/$1; set $c "<$1>"; return 200 "$c $uri\\n"; }}
+    location ~ ^/caploc/(?<first>\\w+)/(\\w+)$ {{ return 200 "$first $1 $2\\n"; }}
+    location /encret/ {{ return 200 "$uri|$request_uri|$args\\n"; }}
     location /many/ {{ rewrite ^/many/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)$ /target/$9$10$11 last; }}
     location /map/ {{ return 200 "$connection_upgrade|$user|$name|$site|$zone|$net\\n"; }}
     location /fwd/ {{ return 200 "$fwd\\n"; }}
@@ -324,6 +345,7 @@ http:
         - ^/srvlast/(.*)$ /target/sl-$1 last
         - ^/target/sl-(.*)$ /target/NOPE
       'if ($arg_srvret)': {{return: 410}}
+      set: $srv s1
       locations:
         - location: /target/
           return: '200 "target $uri args=$args\\n"'
@@ -433,6 +455,29 @@ http:
         - location: /uph/
           proxy_pass: http://127.0.0.1:{origin}/hdr/
           add_header: X-Foo "$upstream_http_x_up|$upstream_status|$upstream_addr"
+        - location: /qs2/
+          rewrite: ^/qs2/(.*)$ /target/$1?x=$1 last
+        - location: /srvset/
+          return: '200 "srv=$srv\\n"'
+        - location: /ifq/
+          'if ($arg_v = "a%20b")': {{return: '200 "quoted\\n"'}}
+          return: '200 "plain\\n"'
+        - location: /ifua/
+          'if ($http_user_agent ~* "(bot|crawl)")': {{return: 403}}
+          return: '200 "human\\n"'
+        - location: /ep200/
+          error_page: 404 =200 /target/ep
+        - location: /iflast/
+          'if ($arg_go)': {{rewrite: ^ /target/from-if last}}
+          return: '200 "stayed\\n"'
+        - location: /setcap/
+          rewrite: ^/setcap/(.*)$ /x/$1
+          set: '$c "<$1>"'
+          return: '200 "$c $uri\\n"'
+        - location: ~ ^/caploc/(?<first>\\w+)/(\\w+)$
+          return: '200 "$first $1 $2\\n"'
+        - location: /encret/
+          return: '200 "$uri|$request_uri|$args\\n"'
         - location: /many/
           rewrite: ^/many/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)/(.)$ /target/$9$10$11 last
         - location: /map/

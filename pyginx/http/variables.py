@@ -290,6 +290,14 @@ def _module_getter(name: str) -> Getter | None:
     return None
 
 
+def known_name(name: str) -> bool:
+    """Whether the core or a module declares `name` (the rest are the configuration's own: set,
+    map, geo, split_clients, regex captures)."""
+    if name in BUILTIN or name in RUNTIME_NAMES or name.startswith(tuple(PREFIXES)):
+        return True
+    return _module_getter(name) is not None
+
+
 def getter(name: str) -> Getter:
     """The getter for variable `name` (without `$`): core, then modules, then `req.vars` (set, the
     proxy's $upstream_*), regex captures and the configuration's own (map and the like)."""

@@ -605,7 +605,8 @@ LOG_VARS = (
     "upstream_status upstream_response_time upstream_connect_time upstream_header_time cookie_c2 "
     "arg_a http_x_my_header sent_http_content_type sent_http_x_up upstream_http_x_up hostname pid "
     "time_iso8601 server_addr server_port realpath_root binary_remote_addr status bytes_sent "
-    "body_bytes_sent request_uri uri args is_args"
+    "body_bytes_sent request_uri uri args is_args sent_http_server sent_http_location "
+    "sent_http_last_modified request_completion server_protocol request_method scheme https remote_port"
 ).split()
 # values that differ between two servers by nature: compared by shape
 SHAPES = {
@@ -621,6 +622,7 @@ SHAPES = {
     "time_iso8601": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d",
     "bytes_sent": r"\d+",  # the Server header's length differs
     "realpath_root": r"/.+",
+    "remote_port": r"\d+",
 }
 
 

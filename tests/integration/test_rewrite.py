@@ -44,6 +44,8 @@ EXPECTED: list[tuple[str, dict[str, str], int, str | None, bytes | None]] = [
     ("/brk/?b=1", {}, 404, None, None),
     ("/brk/", {}, 200, None, b"nobreak\n"),
     ("/loop/x", {}, 500, None, None),
+    ("/tfloop/x", {}, 500, None, None),
+    ("/nloop/x", {}, 500, None, None),
     ("/named/nothing", {}, 200, None, b"fallback /named/nothing\n"),
     ("/named2/nothing", {}, 404, None, b"fallback /named2/nothing\n"),
     ("/tfn/nothing", {}, 200, None, b"fallback /tfn/nothing\n"),
@@ -139,6 +141,8 @@ def test_rewrite_log_and_the_cycle_limit(pyginx: Pyginx) -> None:  # noqa: F811
     _start(pyginx)
     _get(pyginx.port, "/rl/x", {})
     _get(pyginx.port, "/loop/x", {})
+    _get(pyginx.port, "/tfloop/x", {})
+    _get(pyginx.port, "/nloop/x", {})
 
     def logged() -> bool:
         text = pyginx.error_log()
@@ -152,6 +156,8 @@ def test_rewrite_log_and_the_cycle_limit(pyginx: Pyginx) -> None:  # noqa: F811
     assert 'rewritten data: "/target/rl-x", args: ""' in text
     cycle = next(line for line in text.splitlines() if "redirection cycle" in line)
     assert "[error]" in cycle and 'request: "GET /loop/x HTTP/1.1"' in cycle
+    wait_for(lambda: 'while redirect to named location "@nl"' in pyginx.error_log(), 10, "the named cycle")
+    assert 'cycle while internally redirecting to "/tfloop/x"' in pyginx.error_log()
 
 
 def test_upstream_header_variable(pyginx: Pyginx) -> None:  # noqa: F811

@@ -100,6 +100,8 @@ CASES: list[tuple[str, dict[str, str]]] = [
     ("/uph/", {}),
     ("/many/a/b/c/d/e/f/g/h/i/j/k", {}),
     ("/qs2/a%3Fb", {}),
+    ("/tfloop/x", {}),
+    ("/nloop/x", {}),
     ("/qs2/a%3Fb?c=1", {}),
     ("/srvset/", {}),
     ("/ifq/?v=a%20b", {}),
@@ -270,6 +272,9 @@ http {{
       proxy_pass http://127.0.0.1:{origin}/hdr/;
       add_header X-Foo "$upstream_http_x_up|$upstream_status|$upstream_addr";
     }}
+    location /tfloop/ {{ try_files /nope /tfloop/x; }}
+    location /nloop/ {{ try_files /nope @nl; }}
+    location @nl {{ try_files /nope @nl; }}
     location /qs2/ {{ rewrite ^/qs2/(.*)$ /target/$1?x=$1 last; }}
     location /srvset/ {{ return 200 "srv=$srv\\n"; }}
     location /ifq/ {{ if ($arg_v = "a%20b") {{ return 200 "quoted\\n"; }} return 200 "plain\\n"; }}
@@ -455,6 +460,12 @@ http:
         - location: /uph/
           proxy_pass: http://127.0.0.1:{origin}/hdr/
           add_header: X-Foo "$upstream_http_x_up|$upstream_status|$upstream_addr"
+        - location: /tfloop/
+          try_files: /nope /tfloop/x
+        - location: /nloop/
+          try_files: /nope @nl
+        - location: "@nl"
+          try_files: /nope @nl
         - location: /qs2/
           rewrite: ^/qs2/(.*)$ /target/$1?x=$1 last
         - location: /srvset/
@@ -592,7 +603,7 @@ def test_same_answers_as_nginx(pyginx: Pyginx, nginx_ports: tuple[int, int]) -> 
     assert not differences, f"{len(differences)} differences:\n" + "\n".join(differences)
     nginx_log = (pyginx.prefix / "logs" / "nginx-error.log").read_text()
     ours = pyginx.error_log()
-    for needle in ("/rl/x", "rewrite or internal redirection cycle"):
+    for needle in ("/rl/x", "rewrite or internal redirection cycle"):  # rewrite, try_files, @named
         want = _log_lines(nginx_log, needle)
         assert want, f"nginx logged nothing with {needle!r}"
         assert _log_lines(ours, needle) == want, needle

@@ -134,6 +134,10 @@ class Request:
     body_bytes_sent = 0
     request_length = 0
     out_headers: list[tuple[str, str]] | tuple[()] = ()
+    # what $sent_http_* read besides out_headers: a cached file's pre-encoded entity headers, and the
+    # Content-Length the head announced (None: none)
+    sent_block = b""
+    sent_length: int | None = None
     head_sent = False
     finished = False
     _chunked_out = False

@@ -94,15 +94,34 @@ def _cookie(name: str) -> Getter:
 
 
 def _sent_header(name: str) -> Getter:
+    """$sent_http_NAME: a header of the response (nginx's ngx_http_variable_sent_* for the ones the
+    header filter writes itself: Content-Length, Transfer-Encoding)."""
     key = name.replace("_", "-")
+    if key == "content-length":
+
+        def length(req: Request) -> str:
+            return str(req.sent_length) if req.sent_length is not None else _find_sent(req, key)
+
+        return length
+    if key == "transfer-encoding":
+        return lambda req: "chunked" if req._chunked_out else ""
 
     def get(req: Request) -> str:
-        for k, v in req.out_headers:
-            if k.lower() == key:
-                return v
-        return ""
+        return _find_sent(req, key)
 
     return get
+
+
+def _find_sent(req: Request, key: str) -> str:
+    for k, v in req.out_headers:
+        if k.lower() == key:
+            return v
+    if req.sent_block:  # a cached file's head: "Name: value\r\n" lines
+        for line in req.sent_block.decode("latin-1").split("\r\n"):
+            k, _, v = line.partition(": ")
+            if k.lower() == key:
+                return v
+    return ""
 
 
 _NONE: dict[str, Getter] = {}  # the defined variables of a request without a configuration (tests)

@@ -92,3 +92,18 @@ def test_found_empty_values_are_empty_not_dashes() -> None:
     req.conn.scheme = "http"  # type: ignore[attr-defined]
     req.conn.ctx = SimpleNamespace(variables={"mapped": lambda r: ""})  # type: ignore[attr-defined]
     assert render(req).decode() == "[||-|-||]\n"  # type: ignore[arg-type]
+
+
+def test_sent_headers_of_a_cached_file_head() -> None:
+    from pyginx.http.variables import getter
+
+    req = _request(
+        out_headers=(),
+        sent_block=b"Content-Type: text/plain\r\nETag: \"x\"\r\n",
+        sent_length=7,
+        _chunked_out=False,
+    )
+    assert getter("sent_http_content_type")(req) == "text/plain"  # type: ignore[arg-type]
+    assert getter("sent_http_etag")(req) == '"x"'  # type: ignore[arg-type]
+    assert getter("sent_http_content_length")(req) == "7"  # type: ignore[arg-type]
+    assert getter("sent_http_transfer_encoding")(req) == ""  # type: ignore[arg-type]

@@ -101,6 +101,13 @@ CASES: list[tuple[str, dict[str, str]]] = [
     ("/many/a/b/c/d/e/f/g/h/i/j/k", {}),
     ("/qs2/a%3Fb", {}),
     ("/tfloop/x", {}),
+    ("/ret/ok", {"_method": "HEAD"}),
+    ("/ret/ok", {"_method": "POST", "Content-Length": "5", "_body": "hello"}),
+    ("/ret/403t", {"_method": "POST", "Content-Length": "5", "Expect": "100-continue", "_body": "hello"}),
+    ("/noabs/ret", {}),
+    ("/noabs/rw/x", {}),
+    ("/ret/rel", {"Host": "other.test:8080"}),
+    ("/ret/rel", {"Host": ""}),
     ("/nloop/x", {}),
     ("/qs2/a%3Fb?c=1", {}),
     ("/srvset/", {}),
@@ -271,6 +278,11 @@ http {{
     location /uph/ {{
       proxy_pass http://127.0.0.1:{origin}/hdr/;
       add_header X-Foo "$upstream_http_x_up|$upstream_status|$upstream_addr";
+    }}
+    location /noabs/ {{
+      absolute_redirect off;
+      location /noabs/ret {{ return 301 /target/noabs; }}
+      location /noabs/rw/ {{ rewrite ^ /target/rw redirect; }}
     }}
     location /tfloop/ {{ try_files /nope /tfloop/x; }}
     location /nloop/ {{ try_files /nope @nl; }}
@@ -460,6 +472,13 @@ http:
         - location: /uph/
           proxy_pass: http://127.0.0.1:{origin}/hdr/
           add_header: X-Foo "$upstream_http_x_up|$upstream_status|$upstream_addr"
+        - location: /noabs/
+          absolute_redirect: false
+          locations:
+            - location: /noabs/ret
+              return: 301 /target/noabs
+            - location: /noabs/rw/
+              rewrite: ^ /target/rw redirect
         - location: /tfloop/
           try_files: /nope /tfloop/x
         - location: /nloop/
@@ -504,10 +523,13 @@ http:
 
 
 def _get(port: int, target: str, headers: dict[str, str]) -> tuple[str, dict[str, str], bytes]:
+    headers = dict(headers)
+    method = headers.pop("_method", "GET")
+    body = headers.pop("_body", "")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         hs = {"Host": "localhost", **headers, "Connection": "close"}
-        head = f"GET {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hs.items())
-        s.sendall(head.encode("latin-1") + b"\r\n")
+        head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hs.items() if v)
+        s.sendall(head.encode("latin-1") + b"\r\n" + body.encode())
         out = b""
         while chunk := s.recv(1 << 20):
             out += chunk
@@ -543,6 +565,7 @@ def _normalise(
     }
     body = body.replace(str(port).encode(), b"PORT").replace(str(origin).encode(), b"ORIGIN")
     body = re.sub(rb"<center>(nginx|pyginx)/[\d.]+</center>", b"<center>SERVER</center>", body)
+    body = re.sub(rb"Server: \S+\r\nDate: [^\r]+\r\n", b"", body)  # the head after a 100 Continue
     body = re.sub(rb"<a href=\"[^\"]*\">", b"<a>", body)  # the redirect page's link (absolute in nginx)
     return status, headers, body
 
@@ -744,4 +767,6 @@ http:
 def _lines_of(log: Path) -> list[str]:
     """The log's lines of the test's requests (not the harness's readiness probes)."""
     text = log.read_text() if log.exists() else ""
-    return [line for line in text.splitlines() if "|request_uri=/p?a=1|" in line or "|request_uri=/s/" in line]
+    return [
+        line for line in text.splitlines() if "|request_uri=/p?a=1|" in line or "|request_uri=/s/" in line
+    ]

@@ -99,7 +99,7 @@ def test_sent_headers_of_a_cached_file_head() -> None:
 
     req = _request(
         out_headers=(),
-        sent_block=b"Content-Type: text/plain\r\nETag: \"x\"\r\n",
+        sent_block=b'Content-Type: text/plain\r\nETag: "x"\r\n',
         sent_length=7,
         _chunked_out=False,
     )

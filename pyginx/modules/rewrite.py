@@ -562,7 +562,7 @@ MODULE = Module(
         ModuleDirective("return", REWRITE_CONTEXTS, _p_return, ordered=True),
         ModuleDirective("set", REWRITE_CONTEXTS, _p_set, ordered=True),
         ModuleDirective("break", REWRITE_CONTEXTS, _p_break, ordered=True),
-        ModuleDirective("if", REWRITE_CONTEXTS, _p_if, ordered=True),
+        ModuleDirective("if", frozenset({"server", "location"}), _p_if, ordered=True),  # not nested
         ModuleDirective("rewrite_log", REWRITE_CONTEXTS | {"http"}, _p_rewrite_log),
     ),
     plan=_plan,

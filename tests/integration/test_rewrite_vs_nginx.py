@@ -101,6 +101,8 @@ CASES: list[tuple[str, dict[str, str]]] = [
     ("/many/a/b/c/d/e/f/g/h/i/j/k", {}),
     ("/qs2/a%3Fb", {}),
     ("/tfloop/x", {}),
+    ("/ifroot/f.txt?r=1", {}),
+    ("/ifroot/f.txt", {}),
     ("/ret/ok", {"_method": "HEAD"}),
     ("/ret/ok", {"_method": "POST", "Content-Length": "5", "_body": "hello"}),
     ("/ret/403t", {"_method": "POST", "Content-Length": "5", "Expect": "100-continue", "_body": "hello"}),
@@ -147,6 +149,8 @@ CASES: list[tuple[str, dict[str, str]]] = [
 
 def _site(root: Path) -> None:
     html = root / "html"
+    (html / "ifroot").mkdir(parents=True, exist_ok=True)
+    (html / "ifroot" / "f.txt").write_text("from the if's root\n")
     for sub in ("dir", "target", "flags/break", "tfp"):
         (html / sub).mkdir(parents=True, exist_ok=True)
     (html / "a.txt").write_text("hello\n")
@@ -284,6 +288,7 @@ http {{
       location /noabs/ret {{ return 301 /target/noabs; }}
       location /noabs/rw/ {{ rewrite ^ /target/rw redirect; }}
     }}
+    location /ifroot/ {{ root {html}/dir; if ($arg_r) {{ root {html}; }} }}
     location /tfloop/ {{ try_files /nope /tfloop/x; }}
     location /nloop/ {{ try_files /nope @nl; }}
     location @nl {{ try_files /nope @nl; }}
@@ -479,6 +484,9 @@ http:
               return: 301 /target/noabs
             - location: /noabs/rw/
               rewrite: ^ /target/rw redirect
+        - location: /ifroot/
+          root: {html}/dir
+          'if ($arg_r)': {{root: "{html}"}}
         - location: /tfloop/
           try_files: /nope /tfloop/x
         - location: /nloop/

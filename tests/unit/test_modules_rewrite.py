@@ -84,6 +84,7 @@ def test_flags_and_redirect_kinds(tmp_path: Path) -> None:
         ("'if ($uri <> x)': {return: 403}", 'unexpected "<>" in condition'),
         ("'if (-q $uri)': {return: 403}", 'invalid condition "-q"'),
         ("rewrite_log: maybe", 'it must be "on" or "off"'),
+        ("'if ($arg_a)': {'if ($arg_b)': {return: 403}}", '"if" directive is not allowed here'),
     ],
 )
 def test_errors(tmp_path: Path, location: str, message: str) -> None:

@@ -13,7 +13,10 @@ A module is one file under pyginx/modules/ that ends with `MODULE = Module(...)`
   its location uses; a module that has nothing to do for a location returns nothing;
 * `header_filter(settings)`: likewise, an output header filter for the location, or None;
 * `init_worker` / `exit_worker`: per-worker start and stop hooks (state that lives as long as one
-  configuration in one worker belongs there, not in module globals).
+  configuration in one worker belongs there, not in module globals). `init_worker(ctx)` gets the
+  worker's ServerContext for that configuration (`ctx.config`), built once per configuration, and may
+  put getters of the variables the configuration defines into `ctx.variables` (map, geo and
+  split_clients do: pyginx/http/variables.py serves them to every use site of that configuration).
 
 A phase handler takes the request and returns DECLINED (None: the next handler runs), DONE (True: the
 request was answered or passed on, e.g. redirected), or an awaitable of one of those (the engine waits

@@ -20,7 +20,7 @@ from pyginx.config.yamlload import YMap, YNode, YScalar, YSeq
 from pyginx.errors import ConfigError
 
 # "if": inside a location's `if` block; "sif": inside a server's `if` block
-_VAR_USE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_VAR_USE = re.compile(r"\$(?:\{(\w+)\}|([1-9]|\w+))")  # `$10` is capture 1 then "0", as in nginx
 _NAMED_GROUP = re.compile(r"\(\?P?<(\w+)>")
 
 Context = Literal["main", "events", "http", "server", "location", "upstream", "if", "sif"]

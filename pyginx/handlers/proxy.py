@@ -569,6 +569,7 @@ class _Proxy:
         req, s, parser, attempt = self.req, self.s, self.parser, self.attempt
         assert parser is not None and parser.head is not None and attempt is not None
         head = parser.head
+        req.upstream_head = head  # $upstream_http_* read it (pyginx/modules/proxy.py), if anything does
         self._disarm()
         attempt.header_time = time.monotonic() - self.t0
         attempt.status = status = head.status

@@ -56,6 +56,22 @@ def _logged_field(value: str) -> str:
     return "".join(_ESCAPE.get(b, chr(b)) for b in value.encode("latin-1", "replace"))
 
 
+def _logged_kept(value: str) -> str:
+    """_logged for a variable that exists but may be empty: nginx writes `-` only for a value "not
+    found"; $https, $is_args and the configuration's own variables (map, set) are found empty."""
+    return escape(value) if value else ""
+
+
+# found empty rather than not found (nginx's ngx_http_variable_null_value)
+_FOUND_EMPTY = frozenset({"https", "is_args", "request_completion"})
+
+
+def _kept_empty(name: str) -> bool:
+    from pyginx.http.variables import known_name
+
+    return name in _FOUND_EMPTY or not known_name(name)
+
+
 # Variables rendered inline by compiled formats. The first table needs no escaping (addresses,
 # numbers, times); the second is escaped. Everything else goes through the generic getters.
 _PLAIN_EXPR = {
@@ -63,7 +79,7 @@ _PLAIN_EXPR = {
     "status": 'format(req.status, "03d")',
     "body_bytes_sent": "str(req.body_bytes_sent)",
     "bytes_sent": "str(req.bytes_sent)",
-    "request_length": "str(req.request_length)",
+    "request_length": "str(req.request_length + req.body.size)",
     "time_local": "time_local()",
     "time_iso8601": "time_iso8601()",
 }
@@ -103,6 +119,8 @@ def compile_format(template: str) -> Callable[[Request], bytes]:
             getters.append(getter(name))
             expr = f"_g[{len(getters) - 1}](req)"
             slow = "_logged_field" if name.startswith(("cookie_", "sent_http_")) else "_logged"
+            if _kept_empty(name):
+                slow = "_logged_kept"
         var = f"v{len(lines)}"
         lines.append(
             f"    {var} = {expr}\n"
@@ -125,6 +143,7 @@ def compile_format(template: str) -> Callable[[Request], bytes]:
     namespace: dict[str, object] = {
         "_logged": _logged,
         "_logged_field": _logged_field,
+        "_logged_kept": _logged_kept,
         "_g": getters,
         "time_local": time_local,
         "time_iso8601": time_iso8601,

@@ -553,7 +553,7 @@ class HttpConnection(asyncio.Protocol):
         version = parser.get_http_version()
         major, _, minor = version.partition(".")
         req = Request(self, method, url, 1 if minor != "0" else 0, version)
-        req.request_length = self._url_len + self._header_bytes + len(method) + 12
+        req.request_length = self._url_len + self._header_bytes + len(method) + 14  # line, headers, CRLF
         self.cur = req
         try:
             if major != "1":

@@ -119,6 +119,9 @@ def build_head(
 ) -> bytes:
     """`encoded`: encode_lines(headers) when the caller has it already (the proxy's memo)."""
     settings = req.settings
+    framed = length is not None and status not in (204, 304) and status >= 200
+    if framed:
+        req.sent_length = length
     if status == 204:
         # ngx_http_header_filter: a 204 has no Content-Type, Last-Modified or Content-Length
         headers = [(n, v) for n, v in headers if n.lower() not in _NO_CONTENT_DROPS]
@@ -143,7 +146,7 @@ def build_head(
         parts.append(encoded)
     elif headers:
         parts.append(encode_lines(headers))
-    if length is not None and status not in (204, 304) and status >= 200:
+    if length is not None and framed:
         parts.append(b"Content-Length: %d\r\n" % length)
     elif chunked and status not in (204, 304):
         parts.append(b"Transfer-Encoding: chunked\r\n")
@@ -162,6 +165,8 @@ def build_head_prebuilt(req: Request, status: int, header_block: bytes, length: 
     The hot path of small static files: every constant part comes pre-encoded."""
     settings = req.settings
     req.status = status
+    req.sent_block = header_block
+    req.sent_length = length
     keep = req.keep_alive and not req.conn.closing_after_response
     req.keep_alive = keep
     now = int(time.time())

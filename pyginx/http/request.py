@@ -134,6 +134,10 @@ class Request:
     body_bytes_sent = 0
     request_length = 0
     out_headers: list[tuple[str, str]] | tuple[()] = ()
+    # what $sent_http_* read besides out_headers: a cached file's pre-encoded entity headers, and the
+    # Content-Length the head announced (None: none)
+    sent_block = b""
+    sent_length: int | None = None
     head_sent = False
     finished = False
     _chunked_out = False
@@ -151,6 +155,8 @@ class Request:
     # the proxy's $upstream_* variables, not yet in `vars`: computed and merged into `vars` when a
     # variable named upstream_* is first read (most requests never read them)
     upstream_vars: Callable[[], dict[str, str]] | None = None
+    # the upstream's response head (pyginx.upstream.response.ResponseHead), for $upstream_http_*
+    upstream_head: Any = None
     # the location's output header filters (pyginx/module.py), None when it has none
     filters: tuple[Any, ...] | None = None
     # set by a header filter that transforms the body: (data, last) -> data

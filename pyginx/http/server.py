@@ -22,6 +22,7 @@ from pyginx.http.phases import PhaseEngine, apply_location
 from pyginx.http.request import Request
 from pyginx.http.router import ListenKey, LocationTable, ServerTable, build_server_tables
 from pyginx.http.status import INTERNAL_400
+from pyginx.http.variables import Getter
 from pyginx.log import error_log
 
 if TYPE_CHECKING:
@@ -38,6 +39,12 @@ class ServerContext:
         self.config = config
         self.loop = loop
         http = config.http
+        # variables the configuration defines (map, geo, split_clients), filled by the modules'
+        # worker-start hooks, which get this context (and through it the configuration)
+        self.variables: dict[str, Getter] = {}
+        for module in modules.ALL:
+            if module.init_worker is not None:
+                module.init_worker(self)
         self.servers = http.servers
         self.server_tables: dict[ListenKey, ServerTable] = build_server_tables(http.servers)
         self.location_tables: dict[int, LocationTable] = {
@@ -61,9 +68,6 @@ class ServerContext:
         self.pause_accepting: Callable[[], None] | None = None
         self.resume_accepting: Callable[[], None] | None = None
         self.idle_waiter: asyncio.Future[None] | None = None
-        for m in modules.ALL:  # the modules' per-worker state for this configuration
-            if m.init_worker is not None:
-                m.init_worker(self)
 
     def stop_modules(self) -> None:
         """The modules' exit_worker hooks, once, when this configuration stops serving here."""
@@ -150,6 +154,7 @@ class ServerContext:
             return
         req.redirects += 1
         if req.redirects > 10:
+            req.log_error("error", f'rewrite or internal redirection cycle while redirect to named location "@{name}"')
             req.send_error(500)
             return
         apply_location(req, loc)

@@ -1,8 +1,9 @@
 """nginx variables: `$host`, `$request_uri`, `$http_user_agent`, ... compiled once into getters.
 
-`compile_template("$host:$server_port")` returns a function of the request. Unknown names fall back to
-`req.vars` (which handlers fill; the proxy's `$upstream_addr` and the like wait in `req.upstream_vars` until read),
-then to regex captures `$1`..`$9`.
+`compile_template("$host:$server_port")` returns a function of the request. Other names fall back to
+`req.vars` (which `set` and handlers fill; the proxy's `$upstream_addr` and the like wait in
+`req.upstream_vars` until read), regex captures `$1`..`$9`, then the variables the configuration
+defines (map, geo, split_clients: `ServerContext.variables`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 Getter = Callable[["Request"], str]
 
-_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+_VAR = re.compile(r"\$(?:\{(\w+)\}|([1-9]|\w+))")  # `$10` is capture 1 then "0", as in nginx
 _HOSTNAME = socket.gethostname()
 
 
@@ -94,19 +95,42 @@ def _cookie(name: str) -> Getter:
 
 
 def _sent_header(name: str) -> Getter:
+    """$sent_http_NAME: a header of the response (nginx's ngx_http_variable_sent_* for the ones the
+    header filter writes itself: Content-Length, Transfer-Encoding)."""
     key = name.replace("_", "-")
+    if key == "content-length":
+
+        def length(req: Request) -> str:
+            return str(req.sent_length) if req.sent_length is not None else _find_sent(req, key)
+
+        return length
+    if key == "transfer-encoding":
+        return lambda req: "chunked" if req._chunked_out else ""
 
     def get(req: Request) -> str:
-        for k, v in req.out_headers:
-            if k.lower() == key:
-                return v
-        return ""
+        return _find_sent(req, key)
 
     return get
 
 
+def _find_sent(req: Request, key: str) -> str:
+    for k, v in req.out_headers:
+        if k.lower() == key:
+            return v
+    if req.sent_block:  # a cached file's head: "Name: value\r\n" lines
+        for line in req.sent_block.decode("latin-1").split("\r\n"):
+            k, _, v = line.partition(": ")
+            if k.lower() == key:
+                return v
+    return ""
+
+
+_NONE: dict[str, Getter] = {}  # the defined variables of a request without a configuration (tests)
+
+
 def _fallback(name: str) -> Getter:
     pending = name.startswith("upstream_")  # may wait in req.upstream_vars
+    capture = name.isdigit()
 
     def get(req: Request) -> str:
         if pending and req.upstream_vars is not None:
@@ -115,11 +139,15 @@ def _fallback(name: str) -> Getter:
         value = req.vars.get(name)
         if value is not None:
             return value
-        if name.isdigit() and req.captures is not None:
-            index = int(name)
+        if capture:
             groups = req.captures
-            if index < len(groups):
+            index = int(name)
+            if groups is not None and index < len(groups):
                 return groups[index] or ""
+            return ""
+        defined: Getter | None = getattr(getattr(req.conn, "ctx", None), "variables", _NONE).get(name)
+        if defined is not None:
+            return defined(req)
         return ""
 
     return get
@@ -136,6 +164,11 @@ def _body_bytes_sent(req: Request) -> str:
 def _request_time(req: Request) -> str:
     end = req.end_time or time.monotonic()
     return f"{max(0.0, end - req.start_time):.3f}"
+
+
+def _request_length(req: Request) -> str:
+    size: int = req.body.size
+    return str(req.request_length + size)
 
 
 def _document_root(req: Request) -> str:
@@ -178,14 +211,14 @@ BUILTIN: dict[str, Getter] = {
     "status": lambda r: f"{r.status:03d}",
     "body_bytes_sent": _body_bytes_sent,
     "bytes_sent": lambda r: str(r.bytes_sent),
-    "request_length": lambda r: str(r.request_length),
+    "request_length": lambda r: _request_length(r),  # head and body, as nginx
     "request_time": _request_time,
     "time_local": time_local,
     "time_iso8601": time_iso8601,
     "msec": lambda r: f"{time.time():.3f}",
     "pid": lambda r: str(os.getpid()),
     "connection": lambda r: str(r.conn.conn_id),
-    "connection_requests": lambda r: str(r.conn.requests),
+    "connection_requests": lambda r: str(r.conn.requests + 1),  # conn.requests counts finished ones
     "content_length": _content_length,
     "content_type": lambda r: r.headers.get("content-type", ""),
     "document_root": _document_root,
@@ -243,14 +276,26 @@ RUNTIME_NAMES = frozenset(
     }
 )
 
-# variables a running configuration defines (map, geo, split_clients): set by their modules when a
-# worker starts serving a configuration, replaced at the next one
-_dynamic: dict[str, Getter] = {}
+# Variables a configuration defines (map, geo, split_clients) are served per configuration: the
+# modules' init_worker hooks put their getters in the worker's ServerContext.variables, and a use
+# site that names none of the core's or modules' variables looks there at run time (after the
+# request's own `set` values and cached results), so a single-process reload serves each request
+# with the configuration it started under.
 
 
-def set_dynamic(getters: dict[str, Getter]) -> None:
-    _dynamic.clear()
-    _dynamic.update(getters)
+def cached(name: str, compute: Getter, volatile: bool = False) -> Getter:
+    """A configuration-defined variable, evaluated when first read and kept for the rest of the
+    request (nginx caches it in r->variables; `volatile` ones are evaluated at every read). The ""
+    written before evaluating stops a variable whose value reads itself from recursing."""
+    if volatile:
+        return compute
+
+    def get(req: Request) -> str:
+        req.vars[name] = ""
+        value = req.vars[name] = compute(req)
+        return value
+
+    return get
 
 
 def _module_getter(name: str) -> Getter | None:
@@ -266,9 +311,17 @@ def _module_getter(name: str) -> Getter | None:
     return None
 
 
+def known_name(name: str) -> bool:
+    """Whether the core or a module declares `name` (the rest are the configuration's own: set,
+    map, geo, split_clients, regex captures)."""
+    if name in BUILTIN or name in RUNTIME_NAMES or name.startswith(tuple(PREFIXES)):
+        return True
+    return _module_getter(name) is not None
+
+
 def getter(name: str) -> Getter:
-    """The getter for variable `name` (without `$`): core, then modules, then the configuration's own
-    (map and the like), then `req.vars` (set, the proxy's $upstream_*) and regex captures."""
+    """The getter for variable `name` (without `$`): core, then modules, then `req.vars` (set, the
+    proxy's $upstream_*), regex captures and the configuration's own (map and the like)."""
     name = name.lower() if not name.isdigit() else name
     found = BUILTIN.get(name)
     if found is not None:
@@ -279,20 +332,7 @@ def getter(name: str) -> Getter:
     found = _module_getter(name)
     if found is not None:
         return found
-    dynamic = _dynamic.get(name)
-    if dynamic is not None:
-        return _late(name)
     return _fallback(name)
-
-
-def _late(name: str) -> Getter:
-    """A configuration-defined variable, looked up at each use (a single-process reload replaces it)."""
-
-    def get(req: Request) -> str:
-        found = _dynamic.get(name)
-        return found(req) if found is not None else req.vars.get(name, "")
-
-    return get
 
 
 def parse_template(text: str) -> list[str | Getter]:

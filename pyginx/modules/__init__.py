@@ -8,7 +8,7 @@ and pyginx.module at their top; runtime code (handlers/, upstream/) is imported 
 from __future__ import annotations
 
 from pyginx.module import Module
-from pyginx.modules import empty_gif, proxy, readiness, rewrite, static, try_files
+from pyginx.modules import empty_gif, geo, map, proxy, readiness, rewrite, split_clients, static, try_files
 
 ALL: tuple[Module, ...] = (
     rewrite.MODULE,
@@ -17,6 +17,10 @@ ALL: tuple[Module, ...] = (
     readiness.MODULE,
     proxy.MODULE,
     static.MODULE,
+    # configuration-defined variables (no phase handlers)
+    map.MODULE,
+    geo.MODULE,
+    split_clients.MODULE,
 )
 
 

@@ -21,17 +21,16 @@ def _plan(settings: HttpSettings, level: Level) -> list[tuple[Phase, PhaseHandle
 
 
 def _upstream_header(name: str) -> Getter:
+    """$upstream_http_NAME: a header of the upstream's response (the first of that name, as nginx
+    1.22), read from the parsed head the proxy keeps on the request; "" before one arrived."""
     key = name.replace("_", "-")
 
     def get(req: Request) -> str:
-        headers = req.vars.get("upstream_headers_raw")
-        if not headers:
+        head = req.upstream_head
+        if head is None:
             return ""
-        for line in headers.split("\r\n"):
-            k, _, v = line.partition(":")
-            if k.strip().lower() == key:
-                return v.strip()
-        return ""
+        found: str | None = head.get(key)
+        return found or ""
 
     return get
 

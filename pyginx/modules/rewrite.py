@@ -113,7 +113,7 @@ def _p_rewrite(val: Val, env: Env) -> Fields:
         if flag and flag not in _FLAGS:
             raise entry.error(f'invalid parameter "{flag}"', arg_line)
         try:
-            regex = re.compile(_pcre_to_python(pattern))
+            regex = re.compile(pcre_to_python(pattern))
         except re.error as exc:
             raise entry.error(f'pcre2_compile() failed: {exc} in "{pattern}"', arg_line) from exc
         env.define_regex_captures(pattern)
@@ -232,7 +232,7 @@ def parse_condition(text: str, val: Val, env: Env) -> Condition:
     if op in ("~", "~*", "!~", "!~*"):
         flags = re.IGNORECASE if op.endswith("*") else 0
         try:
-            regex = re.compile(_pcre_to_python(right), flags)
+            regex = re.compile(pcre_to_python(right), flags)
         except re.error as exc:
             raise val.error(f'pcre2_compile() failed: {exc} in "{right}"') from exc
         env.define_regex_captures(right)
@@ -259,7 +259,7 @@ def _p_if(val: Val, env: Env) -> Fields:
     return {"ops": (IfOp(cond, ops, block),)}
 
 
-def _pcre_to_python(pattern: str) -> str:
+def pcre_to_python(pattern: str) -> str:
     """PCRE's named groups `(?<name>...)` are Python's `(?P<name>...)`."""
     return re.sub(r"\(\?<(?![=!])(\w+)>", r"(?P<\1>", pattern)
 
@@ -346,7 +346,14 @@ def _compile(ops: tuple[Op, ...]) -> tuple[_Compiled, ...]:
     out: list[_Compiled] = []
     for op in ops:
         if isinstance(op, RewriteOp):
-            out.append(_Compiled("rewrite", op, compile_template(op.replacement)))
+            if op.has_args and not op.redirect:
+                # the arguments start at the "?" written in the replacement, not at one a capture
+                # or a variable brings (nginx compiles the two parts apart: sc.compile_args)
+                uri_text, _, args_text = op.replacement.partition("?")
+                parts = (compile_replacement(uri_text, False), compile_replacement(args_text, True))
+                out.append(_Compiled("rewrite", op, parts))
+            else:
+                out.append(_Compiled("rewrite", op, compile_replacement(op.replacement, bool(op.redirect))))
         elif isinstance(op, ReturnOp):
             text = op.ret.text
             out.append(_Compiled("return", op, compile_template(text) if text else None))
@@ -360,6 +367,61 @@ def _compile(ops: tuple[Op, ...]) -> tuple[_Compiled, ...]:
             if cond.kind in ("eq", "ne"):
                 out[-1] = replace(out[-1], op=(op, compile_template(cond.right)))
     return tuple(out)
+
+
+_CAPTURE = re.compile(r"\$([1-9])")
+# NGX_ESCAPE_ARGS: the bytes nginx escapes in a capture copied into a redirect or into arguments
+_ARGS_UNSAFE = frozenset(range(0x21)) | frozenset(b'"#%&+;<>?\\^`{|}') | frozenset(range(0x7F, 0x100))
+
+
+def escape_args(value: str) -> str:
+    raw = value.encode("utf-8", "surrogateescape")
+    if not any(b in _ARGS_UNSAFE for b in raw):
+        return value
+    return "".join(f"%{b:02X}" if b in _ARGS_UNSAFE else chr(b) for b in raw)
+
+
+def _quoted_uri(req: Request) -> bool:
+    """nginx's r->quoted_uri || r->plus_in_uri: the request's path held a %XX escape or a "+"."""
+    path = req.request_uri.partition("?")[0]
+    return "%" in path or "+" in path
+
+
+def compile_replacement(text: str, redirect: bool) -> Any:
+    """A rewrite's replacement. Its captures $1..$9 are copied escaped (NGX_ESCAPE_ARGS) when the
+    rewrite redirects or the capture stands after the "?", and the request's URI was escaped itself
+    (ngx_http_script_copy_capture_code): the capture holds decoded bytes that must not change
+    meaning in a Location or an argument."""
+    from pyginx.http.variables import compile_template
+
+    if not _CAPTURE.search(text):
+        return compile_template(text)
+    parts: list[Any] = []
+    pos = 0
+    in_args = False
+    for m in _CAPTURE.finditer(text):
+        literal = text[pos : m.start()]
+        if literal:
+            parts.append(compile_template(literal))
+            in_args = in_args or "?" in literal
+        parts.append(_capture(int(m.group(1)), redirect or in_args))
+        pos = m.end()
+    if pos < len(text):
+        parts.append(compile_template(text[pos:]))
+
+    def render(req: Request) -> str:
+        return "".join(p(req) for p in parts)
+
+    return render
+
+
+def _capture(n: int, escape: bool) -> Any:
+    def get(req: Request) -> str:
+        groups = req.captures
+        value = (groups[n] or "") if groups is not None and n < len(groups) else ""
+        return escape_args(value) if escape and value and _quoted_uri(req) else value
+
+    return get
 
 
 def _run(req: Request, script: tuple[_Compiled, ...], log: bool) -> Any:
@@ -399,7 +461,13 @@ def _rewrite(req: Request, op: RewriteOp, replacement: Any, log: bool) -> Any:
     req.captures = (m.group(0), *m.groups())
     for name, value in m.groupdict().items():
         req.vars[name.lower()] = value or ""
-    result: str = replacement(req)
+    if isinstance(replacement, tuple):
+        uri_part, args_part = replacement
+        result = ""
+        uri = uri_part(req)
+        args = args_part(req)
+    else:
+        result = replacement(req)
     if op.redirect:
         location = result
         if op.add_args and req.args:
@@ -409,7 +477,6 @@ def _rewrite(req: Request, op: RewriteOp, replacement: Any, log: bool) -> Any:
         req.redirect(op.redirect, location)
         return True
     if op.has_args:
-        uri, _, args = result.partition("?")
         if op.add_args and req.args:
             args = f"{args}&{req.args}"
         req.args = args
@@ -495,7 +562,7 @@ MODULE = Module(
         ModuleDirective("return", REWRITE_CONTEXTS, _p_return, ordered=True),
         ModuleDirective("set", REWRITE_CONTEXTS, _p_set, ordered=True),
         ModuleDirective("break", REWRITE_CONTEXTS, _p_break, ordered=True),
-        ModuleDirective("if", REWRITE_CONTEXTS, _p_if, ordered=True),
+        ModuleDirective("if", frozenset({"server", "location"}), _p_if, ordered=True),  # not nested
         ModuleDirective("rewrite_log", REWRITE_CONTEXTS | {"http"}, _p_rewrite_log),
     ),
     plan=_plan,

@@ -77,3 +77,33 @@ def test_upstream_variables_computed_when_first_read() -> None:
     req.upstream_vars = pending  # type: ignore[attr-defined]  # set again: the newer values win
     assert render(req) == b"127.0.0.1:9 404 -\n"  # type: ignore[arg-type]
     assert len(calls) == 2
+
+
+def test_found_empty_values_are_empty_not_dashes() -> None:
+    """nginx writes `-` for a value "not found" ($arg_x without the argument, $upstream_addr without
+    an upstream) but nothing for one found empty ($https on plain HTTP, $is_args without arguments,
+    a map's or set's empty value)."""
+    from types import SimpleNamespace
+
+    from pyginx.http.accesslog import compile_format
+
+    render = compile_format("[$https|$is_args|$arg_x|$upstream_addr|$mapped|$settled]")
+    req = _request(vars={"settled": ""})
+    req.conn.scheme = "http"  # type: ignore[attr-defined]
+    req.conn.ctx = SimpleNamespace(variables={"mapped": lambda r: ""})  # type: ignore[attr-defined]
+    assert render(req).decode() == "[||-|-||]\n"  # type: ignore[arg-type]
+
+
+def test_sent_headers_of_a_cached_file_head() -> None:
+    from pyginx.http.variables import getter
+
+    req = _request(
+        out_headers=(),
+        sent_block=b'Content-Type: text/plain\r\nETag: "x"\r\n',
+        sent_length=7,
+        _chunked_out=False,
+    )
+    assert getter("sent_http_content_type")(req) == "text/plain"  # type: ignore[arg-type]
+    assert getter("sent_http_etag")(req) == '"x"'  # type: ignore[arg-type]
+    assert getter("sent_http_content_length")(req) == "7"  # type: ignore[arg-type]
+    assert getter("sent_http_transfer_encoding")(req) == ""  # type: ignore[arg-type]

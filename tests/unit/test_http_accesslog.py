@@ -22,7 +22,7 @@ def test_uris_are_logged_as_their_utf8_bytes() -> None:
 def _request(**fields: object) -> object:
     from types import SimpleNamespace
 
-    conn = SimpleNamespace(client_addr="10.0.0.1", client_port=5, conn_id=1, requests=0)
+    conn = SimpleNamespace(client_addr="10.0.0.1", client_port=5, conn_id=1, requests=0, tls=None, scheme="http")
     base: dict[str, object] = {
         "conn": conn,
         "request_line": "GET / HTTP/1.1",

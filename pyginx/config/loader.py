@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from pyginx.config import directives, listen, locations, logs, merge, upstream
+import dataclasses
+
+from pyginx.config import directives, listen, locations, logs, merge, upstream, zones
 from pyginx.config.directives import Target
 from pyginx.config.model import (
     AccessLog,
@@ -144,13 +146,14 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
             servers.append(_server(_as_map(item, "a server", env), settings, env))
     _check_servers(servers, env, warnings)
     http_fields = block.of("http")
-    return Http(
+    http = Http(
         settings=settings,
         servers=tuple(servers),
         upstreams=dict(env.upstreams),
         log_formats=dict(env.log_formats),
         **{k: v for k, v in http_fields.items() if k != "log_formats"},
     )
+    return dataclasses.replace(http, zones=zones.collect(http))
 
 
 def _upstreams(key: YScalar, node: YNode, env: Env) -> None:

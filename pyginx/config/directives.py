@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from pyginx.config import listen, logs, parsers, upstream
+from pyginx.config import cache, listen, logs, parsers, upstream
 from pyginx.config.parsers import (
     Fields,
     Parser,
@@ -203,6 +203,23 @@ DIRECTIVES: tuple[Directive, ...] = (
     _s("proxy_intercept_errors", HTTP_ALL, flag("proxy_intercept_errors")),
     _s("proxy_ignore_client_abort", HTTP_ALL, flag("proxy_ignore_client_abort")),
     _s("proxy_set_body", HTTP_ALL, parsers.p_proxy_set_body),
+    # ---- proxy cache (pyginx/config/cache.py)
+    _d("proxy_cache_path", HTTP, "http", cache.p_proxy_cache_path),
+    _s("proxy_cache", HTTP_ALL, cache.p_proxy_cache),
+    _s("proxy_cache_key", HTTP_ALL, cache.p_proxy_cache_key),
+    _s("proxy_cache_valid", HTTP_ALL, cache.p_proxy_cache_valid),
+    _s("proxy_cache_methods", HTTP_ALL, cache.p_proxy_cache_methods),
+    _s("proxy_cache_min_uses", HTTP_ALL, number("proxy_cache_min_uses", minimum=1)),
+    _s("proxy_cache_bypass", HTTP_ALL, cache.p_proxy_cache_bypass),
+    _s("proxy_no_cache", HTTP_ALL, cache.p_proxy_no_cache),
+    _s("proxy_cache_use_stale", HTTP_ALL, cache.p_proxy_cache_use_stale),
+    _s("proxy_cache_background_update", HTTP_ALL, flag("proxy_cache_background_update")),
+    _s("proxy_cache_lock", HTTP_ALL, flag("proxy_cache_lock")),
+    _s("proxy_cache_lock_timeout", HTTP_ALL, time("proxy_cache_lock_timeout")),
+    _s("proxy_cache_lock_age", HTTP_ALL, time("proxy_cache_lock_age")),
+    _s("proxy_cache_revalidate", HTTP_ALL, flag("proxy_cache_revalidate")),
+    _s("proxy_cache_convert_head", HTTP_ALL, flag("proxy_cache_convert_head")),
+    _s("proxy_ignore_headers", HTTP_ALL, cache.p_proxy_ignore_headers),
     # ---- upstream blocks
     _d("servers", UPS, "upstream", upstream.p_servers),
     _d("least_conn", UPS, "upstream", upstream.p_least_conn),

@@ -9,9 +9,7 @@ directives (`proxy_pass` checks whether it stands in a regex or named location).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-
-import dataclasses
+from dataclasses import dataclass, field, replace
 
 from pyginx.config import directives, listen, locations, logs, merge, upstream, zones
 from pyginx.config.directives import Target
@@ -153,7 +151,7 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
         log_formats=dict(env.log_formats),
         **{k: v for k, v in http_fields.items() if k != "log_formats"},
     )
-    return dataclasses.replace(http, zones=zones.collect(http))
+    return replace(http, zones=zones.collect(http))
 
 
 def _upstreams(key: YScalar, node: YNode, env: Env) -> None:

@@ -7,12 +7,16 @@ name may be declared twice only for the same use and the same size (nginx's two 
 
 from __future__ import annotations
 
+from pyginx.config import cache
 from pyginx.config.model import Http, ZoneDecl
 from pyginx.errors import ConfigError
 
 
 def declared(http: Http) -> list[ZoneDecl]:
-    return []
+    out: list[ZoneDecl] = []
+    # proxy cache: keys_zone=NAME:SIZE of each proxy_cache_path
+    out.extend(ZoneDecl(p.zone, p.zone_size, "proxy_cache", p.pos) for p in http.proxy_cache_paths)
+    return out
 
 
 def check(decls: list[ZoneDecl]) -> tuple[ZoneDecl, ...]:
@@ -41,4 +45,6 @@ def check(decls: list[ZoneDecl]) -> tuple[ZoneDecl, ...]:
 
 
 def collect(http: Http) -> tuple[ZoneDecl, ...]:
+    if http.proxy_cache_paths or any(s.proxy_cache for s in cache.all_settings(http.settings, http.servers)):
+        cache.check_refs(http.proxy_cache_paths, cache.all_settings(http.settings, http.servers))
     return check(declared(http))

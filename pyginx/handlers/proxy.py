@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from pyginx.config.model import ProxyPass, Upstream
 from pyginx.errors import HttpError, UpstreamError, UpstreamInvalidHeader
+from pyginx.handlers import proxy_cache
 from pyginx.handlers import proxy_headers as ph
 from pyginx.handlers.proxy_plan import Plan, hash_key, plan_for, resolve_upstream
 from pyginx.handlers.proxy_tunnel import Tunnel, switching_head
@@ -84,15 +85,34 @@ def handle(req: Request) -> Awaitable[None] | None:
     here (the common case); a coroutine when something must be awaited first (resolving proxy_pass
     with variables, reading the client's body)."""
     plan = plan_for(req)
+    if plan.settings.proxy_cache is not None:
+        return proxy_cache.handle(req, plan, start_proxy)  # may answer from the cache
     up = plan.upstream
     if up is None:
-        return _handle_resolved(req, plan)
+        return _handle_resolved(req, plan, None)
     return _Proxy(req, plan, plan.pp, up, runtime_for(up)).start()
 
 
-async def _handle_resolved(req: Request, plan: Plan) -> None:
+def start_proxy(
+    req: Request, plan: Plan, cache: proxy_cache.CacheCtx | None, wait: bool
+) -> Awaitable[None] | None:
+    """Proxy `req` with a cache context (proxy_cache.py); wait: return an awaitable lasting until the
+    request is over even when callbacks drive it."""
+    up = plan.upstream
+    if up is None:
+        return _handle_resolved(req, plan, cache)
+    proxy = _Proxy(req, plan, plan.pp, up, runtime_for(up))
+    proxy.cache = cache
+    pending = proxy.start()
+    if pending is None and wait:
+        return proxy.until_done()
+    return pending
+
+
+async def _handle_resolved(req: Request, plan: Plan, cache: proxy_cache.CacheCtx | None = None) -> None:
     up, pp = await resolve_upstream(req, plan)
     proxy = _Proxy(req, plan, pp, up, runtime_for(up))
+    proxy.cache = cache
     pending = proxy.start()
     if pending is not None:
         await pending
@@ -145,6 +165,7 @@ class _Proxy:
         "armed",
         "finished",
         "waiter",
+        "cache",
     )
 
     def __init__(self, req: Request, plan: Plan, pp: ProxyPass, up: Upstream, rt: UpstreamRuntime) -> None:
@@ -185,6 +206,7 @@ class _Proxy:
         self.armed = False
         self.finished = False
         self.waiter: asyncio.Future[None] | None = None
+        self.cache: proxy_cache.CacheCtx | None = None  # proxy_cache: the request's cache state
 
     # ------------------------------------------------------------------ preparation
 
@@ -259,12 +281,16 @@ class _Proxy:
         host = plan.host_getter(req) if plan.host_getter is not None else ""
         if not host:
             host = self.proxy_host  # nginx: an empty Host from proxy_set_header means $proxy_host
+        client = req.header_list if s.proxy_pass_request_headers else None
+        cache = self.cache
+        if cache is not None:  # no conditionals or ranges upstream, maybe revalidation; HEAD as GET
+            client = cache.upstream_headers(client)
         self.head = plan.head.render(
-            req.method,
+            req.method if cache is None else cache.method,
             self.target,
             host,
             [get(req) for get in plan.set_getters] if plan.set_getters else (),
-            req.header_list if s.proxy_pass_request_headers else None,
+            client,
             self._connection_header(),
             req.headers.get("upgrade") if self.upgrade else None,
             # the usual case of _framing, without the call
@@ -309,7 +335,7 @@ class _Proxy:
             req.log_error("error", f"no live upstreams {CONNECTING}")
             a = self.attempts.add(self.up.name)
             a.status = 502
-            self._fail_response(502)
+            self._fail_response(502, "error")
             return
         self.peer = peer
         self.attempt = self.attempts.add(peer.name)
@@ -386,7 +412,8 @@ class _Proxy:
         self.reused = reused
         self.sent = True
         conn.requests += 1
-        self.parser = ResponseParser(self.s.proxy_buffer_size, head_request=self.req.method == "HEAD")
+        method = self.req.method if self.cache is None else self.cache.method
+        self.parser = ResponseParser(self.s.proxy_buffer_size, head_request=method == "HEAD")
         conn.sink = self
         self.phase = SENDING
         try:
@@ -532,6 +559,15 @@ class _Proxy:
         attempt.status = status = head.status
         if status >= 300 and self._handled_status(status):
             return
+        cache = self.cache
+        if cache is not None:
+            answer = cache.instead_of(status, head)  # a 304 to revalidation, a stale-able status
+            if answer is not None:
+                self._finish_upstream()
+                self._set_vars()
+                self._done()
+                answer()
+                return
         if "x-accel-redirect" in head.names and self._accel_redirect(head.get("x-accel-redirect") or ""):
             return
         if status == 101:
@@ -564,9 +600,13 @@ class _Proxy:
                 headers = ph.filter_response(head.headers, names, plan.drop)
                 encoded = encode_lines(headers)
                 head.passed = (plan.drop, headers, encoded)
+        if cache is not None:
+            cache.begin_store(status, head)
         if parser.complete and req.method != "HEAD":
             # the whole response is here: one write to the client, the connection back to the pool
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if cache is not None:
+                cache.data(body)
             self._finish_upstream()
             self._set_vars()
             self._done()
@@ -579,6 +619,8 @@ class _Proxy:
         req.start(status, headers, length, encoded)
         for piece in pieces:
             req.write(piece)
+            if cache is not None:
+                cache.data(piece)
         self.streaming = True
         self.phase = READING_BODY
         self._pump()
@@ -643,8 +685,11 @@ class _Proxy:
             self._truncated(f"upstream sent invalid chunked response {READING_BODY}")
             return
         write = self.req.write
+        cache = self.cache
         for piece in pieces:
             write(piece)
+            if cache is not None:
+                cache.data(piece)
         self._pump()
 
     def _body_eof(self) -> None:
@@ -805,7 +850,7 @@ class _Proxy:
         ):
             self._next_try()
             return
-        self._fail_response(final_status(f.condition))
+        self._fail_response(final_status(f.condition), f.condition)
 
     def _truncated(self, message: str) -> None:
         """The body broke after the head went out: the client must see a truncated response, never a
@@ -836,9 +881,13 @@ class _Proxy:
         self._done()
         Dispatcher.fail(self.req, exc.status, None)
 
-    def _fail_response(self, status: int) -> None:
+    def _fail_response(self, status: int, condition: str) -> None:
+        stale = self.cache.stale_on_failure(condition) if self.cache is not None else None
         self._set_vars()
         self._done()
+        if stale is not None:
+            stale()  # proxy_cache_use_stale: the expired entry instead of the error
+            return
         self.req.send_error(status)
 
     def _set_vars(self) -> None:
@@ -865,6 +914,8 @@ class _Proxy:
         call may start another handler for it (error_page, X-Accel-Redirect)."""
         self.finished = True
         req = self.req
+        if self.cache is not None:  # commit a complete cache entry, else drop it; release the lock
+            self.cache.close(self.parser is not None and self.parser.complete)
         if req.on_client_closed == self._client_closed:  # _unhook, without the call
             req.on_client_closed = None
         w = self.waiter

@@ -141,6 +141,11 @@ def build_cycle(
     prepare_log_files(config, user)
     count = max(1, config.worker_processes) if workers is None else workers
     try:
+        create_paths(config, user)
+    except StartupError:
+        log.close()
+        raise
+    try:
         zones, reused = build_zones(zone_requests(config), old_zones)
     except (OSError, ValueError) as exc:
         log.close()
@@ -152,6 +157,20 @@ def build_cycle(
         zones.close(keep=reused)
         raise StartupError(str(exc)) from exc
     return Cycle(config, listeners, log, user, warnings, zones, tuple(reused)), leftovers
+
+
+def create_paths(config: MainConfig, user: UserIds | None) -> None:
+    """The directories of proxy_cache_path, created as nginx's ngx_create_paths does (and given to the
+    worker user)."""
+    if config.http is None:
+        return
+    for cp in config.http.proxy_cache_paths:
+        try:
+            os.makedirs(cp.path, 0o700, exist_ok=True)
+            if user is not None:
+                os.chown(cp.path, user.uid, -1)
+        except OSError as exc:
+            raise StartupError(f'mkdir() "{cp.path}" failed ({exc.errno}: {exc.strerror})') from exc
 
 
 def zone_requests(config: MainConfig) -> list[ZoneRequest]:

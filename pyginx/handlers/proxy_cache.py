@@ -133,6 +133,9 @@ def handle(req: Request, plan: Plan, start: Start) -> Awaitable[None] | None:
     idx = index_for(cplan.cp.zone)
     if idx is None:
         return start(req, plan, None, False)
+    if not plan.pp.has_variables:  # the key's $proxy_host (the proxy sets it again when it starts)
+        req.vars["proxy_host"] = plan.proxy_host
+        req.vars["proxy_port"] = plan.proxy_port
     ctx = CacheCtx(req, plan, cplan, idx, start)
     return ctx.begin()
 

@@ -89,7 +89,7 @@ def manage_once(cp: CachePath, idx: KeysIndex, sleeper: Sleeper | None = None) -
         return cp.manager_sleep
     watermark = idx.capacity * 7 // 8
     while True:
-        over = cp.max_size is not None and idx.size() > cp.max_size
+        over = cp.max_size is not None and idx.size() >= cp.max_size
         full = idx.count() >= watermark
         low = cp.min_free > 0 and _free_space(cp.path) < cp.min_free
         if not (over or full or low):

@@ -212,7 +212,7 @@ class CacheCtx:
                 return None
             return self._expired(entry, now)
         self._set_status("MISS")
-        if rc == NEW and s.proxy_cache_lock:
+        if self.store_ok and s.proxy_cache_lock:  # nginx locks a found node without a file too
             if not self.idx.try_lock(self.digest, s.proxy_cache_lock_age):
                 return self._wait_for_lock()
             self.locked = True

@@ -1,0 +1,238 @@
+"""proxy_cache with the real daemon and a counting origin: MISS then HIT, the lock across workers, STALE
+on a dead origin, eviction by the cache manager process, HIT after a restart (the cache loader), and the
+faults (a damaged file, an unwritable cache)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import signal
+import threading
+from pathlib import Path
+
+from tests.integration.harness import Pyginx, children, cmdline, pyginx_fixture, wait_for  # noqa: F401
+from tests.integration.test_proxy_origin import (
+    Origin,
+    big_body,
+    origin_fixture,  # noqa: F401  (the `origin` fixture)
+    proxy_config,
+)
+
+
+def request(
+    port: int, path: str, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request(method, path, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+def cache_config(
+    pyginx: Pyginx,
+    origin: Origin,
+    cache_args: str = "",
+    location: str = "",
+    workers: int = 1,
+    valid: str = "10m",
+) -> str:
+    return proxy_config(
+        pyginx.port,
+        workers=workers,
+        http=f'proxy_cache_path: "cache levels=1:2 keys_zone=c:1m {cache_args}"',
+        upstreams=f"app:\n  servers:\n    - {origin.addr}\n",
+        locations=(
+            "- location: /\n"
+            "  proxy_pass: http://app\n"
+            "  proxy_cache: c\n"
+            f"  proxy_cache_valid: 200 {valid}\n"
+            "  add_header: {X-Cache: $upstream_cache_status}\n" + location
+        ),
+    )
+
+
+def cache_file(pyginx: Pyginx, uri: str) -> Path:
+    name = hashlib.md5(f"httpapp{uri}".encode()).hexdigest()
+    return pyginx.prefix / "cache" / name[-1] / name[-3:-1] / name
+
+
+def cache_files(pyginx: Pyginx) -> list[Path]:
+    return [p for p in (pyginx.prefix / "cache").rglob("*") if p.is_file() and not p.name.startswith(".")]
+
+
+def cache_processes(master: int) -> dict[int, str]:
+    return {p: cmdline(p) for p in children(master) if "cache" in cmdline(p)}
+
+
+def test_miss_then_hit_with_one_origin_request(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin))
+    pyginx.start()
+    status, h1, body1 = request(pyginx.port, "/page?x=1")
+    assert status == 200 and h1["x-cache"] == "MISS"
+    status, h2, body2 = request(pyginx.port, "/page?x=1")
+    assert status == 200 and h2["x-cache"] == "HIT" and body2 == body1
+    assert len(origin.seen("/page")) == 1
+    assert cache_file(pyginx, "/page?x=1").is_file()  # nginx's layout: levels from the key's md5
+    # HEAD, a range and a conditional request are answered from the cached full response
+    status, h, body = request(pyginx.port, "/page?x=1", method="HEAD")
+    assert status == 200 and h["x-cache"] == "HIT" and body == b"" and h["content-length"] == str(len(body1))
+    status, h, body = request(pyginx.port, "/page?x=1", headers={"Range": "bytes=0-4"})
+    assert status == 206 and body == body1[:5] and h["content-range"] == f"bytes 0-4/{len(body1)}"
+    assert len(origin.seen("/page")) == 1
+    # another key is another entry; a client's conditional headers are not passed upstream
+    status, h, _ = request(pyginx.port, "/other", headers={"If-None-Match": '"x"', "Range": "bytes=0-1"})
+    assert status == 200 and h["x-cache"] == "MISS"
+    seen = origin.seen("/other")[0]
+    assert seen.header("if-none-match") is None and seen.header("range") is None
+
+
+def test_a_lock_holds_50_concurrent_misses_to_one_origin_request(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin, location="  proxy_cache_lock: true\n", workers=2))
+    master = pyginx.start(workers=2)
+    results: list[tuple[int, str, bytes]] = []
+    lock = threading.Lock()
+
+    def one() -> None:
+        status, h, body = request(pyginx.port, "/slow-head?delay=0.5")
+        with lock:
+            results.append((status, h.get("x-cache", ""), body))
+
+    threads = [threading.Thread(target=one) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(results) == 50 and all(s == 200 and b == b"slow" for s, _, b in results)
+    assert len(origin.seen("/slow-head")) == 1
+    kinds = sorted(c for _, c, _ in results)
+    assert kinds.count("MISS") == 1 and kinds.count("HIT") == 49
+    assert len(pyginx.workers(master)) == 2
+
+
+def test_stale_on_a_dead_origin(pyginx: Pyginx) -> None:
+    origin = Origin("dying").start()
+    try:
+        _stale_on_a_dead_origin(pyginx, origin)
+    finally:
+        if origin._thread.is_alive():
+            origin.stop()
+
+
+def _stale_on_a_dead_origin(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(
+        cache_config(
+            pyginx,
+            origin,
+            valid="1s",
+            location=(
+                "  proxy_cache_use_stale: error timeout http_502\n"
+                "  proxy_connect_timeout: 1s\n"
+                "- location: /strict/\n"
+                "  proxy_pass: http://app\n"
+                "  proxy_cache: c\n"
+                "  proxy_cache_valid: 200 1s\n"
+                "  add_header: {X-Cache: $upstream_cache_status}\n"
+            ),
+        )
+    )
+    pyginx.start()
+    status, h, body = request(pyginx.port, "/s")
+    assert status == 200 and h["x-cache"] == "MISS"
+    assert request(pyginx.port, "/strict/s")[0] == 200
+    origin.stop()
+    wait_for(lambda: request(pyginx.port, "/s")[1]["x-cache"] != "HIT" or None, 5, "the entry to expire")
+    status, h, stale = request(pyginx.port, "/s")
+    assert status == 200 and h["x-cache"] == "STALE" and stale == body
+    status, h, _ = request(pyginx.port, "/strict/s")  # no proxy_cache_use_stale: nginx's 502
+    assert status == 502
+    pyginx.allow = ("connect() failed",)
+
+
+def test_eviction_by_max_size_with_the_manager_process(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin, "max_size=100k manager_sleep=50ms"))
+    master = pyginx.start()
+    titles = wait_for(lambda: cache_processes(master) or None, 10, "the cache processes")
+    assert "pyginx: cache manager process" in titles.values()
+    size = 30000
+    for i in range(8):
+        status, h, body = request(pyginx.port, f"/big?size={size}&n={i}")
+        assert status == 200 and body == big_body(size) and h["x-cache"] == "MISS"
+
+    def small_enough() -> int | None:
+        total = sum(p.stat().st_blocks * 512 for p in cache_files(pyginx))
+        return total if total < 100 * 1024 else None
+
+    wait_for(small_enough, 10, "the manager to bring the cache under max_size")
+    assert 1 <= len(cache_files(pyginx)) <= 3
+    assert request(pyginx.port, f"/big?size={size}&n=7")[1]["x-cache"] == "HIT"  # the newest stays
+    assert request(pyginx.port, f"/big?size={size}&n=0")[1]["x-cache"] == "MISS"  # the oldest went first
+    # the manager is respawned if it dies, and never serves
+    manager = next(p for p, t in cache_processes(master).items() if "manager" in t)
+    os.kill(manager, signal.SIGKILL)
+    wait_for(
+        lambda: [p for p, t in cache_processes(master).items() if "manager" in t and p != manager] or None,
+        10,
+        "a new cache manager",
+    )
+    pyginx.allow = ("exited on signal 9",)
+
+
+def test_hit_after_restart_and_reload(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin))
+    master = pyginx.start()
+    assert request(pyginx.port, "/keep")[1]["x-cache"] == "MISS"
+    old_manager = wait_for(
+        lambda: [p for p, t in cache_processes(master).items() if "manager" in t] or None, 10
+    )
+    pyginx.signal(signal.SIGHUP, master)  # reload: the zone is kept, the manager replaced
+    wait_for(
+        lambda: (
+            [p for p, t in cache_processes(master).items() if "manager" in t and p not in old_manager] or None
+        ),
+        10,
+        "the manager to be replaced",
+    )
+    assert request(pyginx.port, "/keep")[1]["x-cache"] == "HIT"
+    pyginx.signal(signal.SIGQUIT, master)
+    pyginx.wait_exit(master)
+    assert not cache_processes(master)
+    master = pyginx.start()
+    wait_for(lambda: "loaded 1 entries" in pyginx.error_log() or None, 10, "the cache loader")
+    status, h, _ = request(pyginx.port, "/keep")
+    assert status == 200 and h["x-cache"] == "HIT"
+    assert len(origin.seen("/keep")) == 1
+    assert not [t for t in cache_processes(master).values() if "loader" in t]  # one-shot: it exited
+
+
+def test_a_damaged_file_is_discarded_and_refetched(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin))
+    pyginx.start()
+    _, _, body = request(pyginx.port, "/d")
+    path = cache_file(pyginx, "/d")
+    data = path.read_bytes()
+    path.write_bytes(data[:-3])  # truncated
+    status, h, again = request(pyginx.port, "/d")
+    assert status == 200 and h["x-cache"] == "MISS" and again == body
+    assert len(origin.seen("/d")) == 2
+    assert "is truncated" in pyginx.error_log()
+    assert request(pyginx.port, "/d")[1]["x-cache"] == "HIT"
+    pyginx.allow = ("is truncated",)
+
+
+def test_an_unwritable_cache_serves_uncached_and_logs_once(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin))
+    pyginx.start()
+    root = pyginx.prefix / "cache"
+    shutil.rmtree(root)
+    root.write_text("not a directory")  # every write fails (ENOTDIR), even for root
+    for _ in range(3):
+        status, h, body = request(pyginx.port, "/u")
+        assert status == 200 and h["x-cache"] == "MISS" and body
+    assert len(origin.seen("/u")) == 3
+    assert pyginx.error_log().count("the response is not cached") == 1
+    pyginx.allow = ("the response is not cached",)

@@ -10,7 +10,10 @@ import os
 import shutil
 import signal
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from tests.integration.harness import Pyginx, children, cmdline, pyginx_fixture, wait_for  # noqa: F401
 from tests.integration.test_proxy_origin import (
@@ -236,3 +239,153 @@ def test_an_unwritable_cache_serves_uncached_and_logs_once(pyginx: Pyginx, origi
     assert len(origin.seen("/u")) == 3
     assert pyginx.error_log().count("the response is not cached") == 1
     pyginx.allow = ("the response is not cached",)
+
+
+# ------------------------------------------------------------------------------------------------------
+# header semantics, against an origin whose answers the query string shapes
+
+
+class ShapingOrigin:
+    """GET /any/path?cc=..&etag=..&cookie=1&vary=NAME&accel=..: answers `path #N` (N counts the
+    requests for that path), with those headers; a matching If-None-Match gets a 304."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with outer.lock:
+                    outer.seen.append((self.path, headers))
+                    n = outer.counts[url.path] = outer.counts.get(url.path, 0) + 1
+                etag = q.get("etag")
+                if etag and headers.get("if-none-match") == etag:
+                    self.send_response(304)
+                    self.send_header("ETag", etag)
+                    self.end_headers()
+                    return
+                vary = q.get("vary")
+                body = f"{url.path} #{n}" + (f" {headers.get(vary.lower(), '')}" if vary else "")
+                data = body.encode()
+                self.send_response(int(q.get("status", "200")))
+                for name, param in (("Cache-Control", "cc"), ("X-Accel-Expires", "accel"), ("Vary", "vary")):
+                    if param in q:
+                        self.send_header(name, q[param])
+                if etag:
+                    self.send_header("ETag", etag)
+                if "cookie" in q:
+                    self.send_header("Set-Cookie", "s=1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.addr = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, path: str) -> int:
+        with self.lock:
+            return self.counts.get(path, 0)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def shaping_config(pyginx: Pyginx, origin: ShapingOrigin) -> str:
+    def loc(match: str, extra: str = "", valid: str = "10m") -> str:
+        return (
+            f"- location: {match}\n  proxy_pass: http://app\n  proxy_cache: c\n  proxy_cache_valid: 200 {valid}\n"
+            "  add_header: {X-Cache: $upstream_cache_status}\n" + extra
+        )
+
+    return proxy_config(
+        pyginx.port,
+        http='proxy_cache_path: "cache levels=1:2 keys_zone=c:1m"',
+        upstreams=f"app:\n  servers:\n    - {origin.addr}\n",
+        locations=loc("/")
+        + loc("/ign/", "  proxy_ignore_headers: Set-Cookie\n")
+        + loc("/min/", "  proxy_cache_min_uses: 2\n")
+        + loc("/by/", "  proxy_cache_bypass: $http_x_bypass\n  proxy_no_cache: $http_x_nocache\n")
+        + loc("/rv/", "  proxy_cache_revalidate: true\n", valid="1s")
+        + loc(
+            "/bg/", "  proxy_cache_use_stale: updating\n  proxy_cache_background_update: true\n", valid="1s"
+        ),
+    )
+
+
+def xc(pyginx: Pyginx, path: str, headers: dict[str, str] | None = None) -> tuple[str, bytes]:
+    status, h, body = request(pyginx.port, path, headers=headers)
+    assert status in (200, 304), (status, body)
+    return h.get("x-cache", ""), body
+
+
+def test_header_semantics(pyginx: Pyginx) -> None:
+    origin = ShapingOrigin()
+    try:
+        pyginx.write_config(shaping_config(pyginx, origin))
+        pyginx.start()
+        # Cache-Control, Set-Cookie and X-Accel-Expires decide, proxy_ignore_headers overrides
+        for path in ("/a?cc=no-cache", "/b?cc=max-age=0", "/c?cc=private", "/d?cookie=1", "/e?accel=0"):
+            assert [xc(pyginx, path)[0] for _ in range(2)] == ["MISS", "MISS"], path
+        assert [xc(pyginx, "/ign/x?cookie=1")[0] for _ in range(2)] == ["MISS", "HIT"]
+        assert [xc(pyginx, "/f?cc=max-age=60")[0] for _ in range(2)] == ["MISS", "HIT"]
+        # Vary: one entry per variant of the named request header
+        lang = [("en", "MISS"), ("en", "HIT"), ("fr", "MISS"), ("fr", "HIT"), ("en", "HIT")]
+        for value, expect in lang:
+            cache, body = xc(pyginx, "/v?vary=Accept-Language", {"Accept-Language": value})
+            assert cache == expect and body.endswith(value.encode()), (value, cache, body)
+        # min_uses, bypass and no_cache
+        assert [xc(pyginx, "/min/m")[0] for _ in range(3)] == ["MISS", "MISS", "HIT"]
+        assert xc(pyginx, "/by/b")[0] == "MISS" and xc(pyginx, "/by/b")[0] == "HIT"
+        cache, body = xc(pyginx, "/by/b", {"X-Bypass": "1"})
+        assert cache == "BYPASS" and body == b"/by/b #2"
+        assert xc(pyginx, "/by/b") == ("HIT", b"/by/b #2")  # the bypassing response was stored
+        assert xc(pyginx, "/by/n", {"X-Nocache": "1"})[0] == "MISS" and xc(pyginx, "/by/n")[0] == "MISS"
+        # a conditional request answered from the cached response
+        assert xc(pyginx, '/g?etag="v1"')[0] == "MISS"
+        status, h, body = request(pyginx.port, '/g?etag="v1"', headers={"If-None-Match": '"v1"'})
+        assert status == 304 and h["x-cache"] == "HIT" and body == b""
+        assert origin.count("/g") == 1
+        # POST is not among proxy_cache_methods
+        c = http.client.HTTPConnection("127.0.0.1", pyginx.port, timeout=5)
+        c.request("POST", "/f?cc=max-age=60", body=b"x")
+        r = c.getresponse()
+        r.read()
+        c.close()
+        assert r.getheader("X-Cache") is None
+    finally:
+        origin.close()
+
+
+def test_revalidation_and_background_update(pyginx: Pyginx) -> None:
+    origin = ShapingOrigin()
+    try:
+        pyginx.write_config(shaping_config(pyginx, origin))
+        pyginx.start()
+        assert xc(pyginx, '/rv/r?etag="e1"') == ("MISS", b"/rv/r #1")
+        assert xc(pyginx, "/bg/b") == ("MISS", b"/bg/b #1")
+        start = time.time()
+        wait_for(lambda: time.time() > start + 2.05 or None, 5, "the entries to expire (valid 1s, whole seconds)")
+        # expired + proxy_cache_revalidate: a conditional request upstream, its 304 -> REVALIDATED
+        assert xc(pyginx, '/rv/r?etag="e1"') == ("REVALIDATED", b"/rv/r #1")
+        assert origin.seen[-1][1].get("if-none-match") == '"e1"'
+        assert xc(pyginx, '/rv/r?etag="e1"')[0] == "HIT"
+        # expired + background update: the stale entry at once, the refresh behind it
+        assert xc(pyginx, "/bg/b") == ("STALE", b"/bg/b #1")
+        wait_for(lambda: origin.count("/bg/b") == 2 or None, 5, "the background refresh")
+        wait_for(lambda: xc(pyginx, "/bg/b") == ("HIT", b"/bg/b #2") or None, 5, "the refreshed entry")
+    finally:
+        origin.close()

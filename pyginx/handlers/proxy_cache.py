@@ -182,7 +182,8 @@ class CacheCtx:
             return self.start(req, self.plan, self, False)
         return self._lookup(reopened=False)
 
-    def _lookup(self, reopened: bool) -> Awaitable[None] | None:
+    def _lookup(self, reopened: bool, wait: bool = False) -> Awaitable[None] | None:
+        """wait: called from a coroutine, which must last as long as the request (start_proxy's wait)."""
         cp, s = self.cp, self.s
         rc, node, evicted = self.idx.lookup(self.digest, cp.inactive, s.proxy_cache_min_uses)
         if evicted:
@@ -199,7 +200,7 @@ class CacheCtx:
                     entry.close()
                     self.variant = variant
                     self.digest = ck.variant_digest(self.main, variant)
-                    return self._lookup(reopened=True)
+                    return self._lookup(reopened=True, wait=wait)
             if not node.exists:
                 # found on disk before the loader got to it (a cold zone), or a stale node
                 self.idx.stored(
@@ -210,13 +211,13 @@ class CacheCtx:
                 self._set_status("HIT")
                 self.serve(entry)
                 return None
-            return self._expired(entry, now)
+            return self._expired(entry, now, wait)
         self._set_status("MISS")
         if self.store_ok and s.proxy_cache_lock:  # nginx locks a found node without a file too
             if not self.idx.try_lock(self.digest, s.proxy_cache_lock_age):
                 return self._wait_for_lock()
             self.locked = True
-        return self.start(self.req, self.plan, self, False)
+        return self.start(self.req, self.plan, self, wait)
 
     def _open(self) -> store.OpenEntry | None:
         path = ck.file_path(self.cp.path, self.digest.hex(), self.cp.levels)
@@ -234,7 +235,7 @@ class CacheCtx:
             pass
         return None
 
-    def _expired(self, entry: store.OpenEntry, now: int) -> Awaitable[None] | None:
+    def _expired(self, entry: store.OpenEntry, now: int, wait: bool) -> Awaitable[None] | None:
         s, h = self.s, entry.parsed.header
         stale_updating = h.valid_sec + h.updating_sec >= now
         use_updating = "updating" in self.cplan.use_stale or stale_updating
@@ -251,7 +252,7 @@ class CacheCtx:
             return None
         self.entry = entry
         self._set_status("EXPIRED")
-        return self.start(self.req, self.plan, self, False)
+        return self.start(self.req, self.plan, self, wait)
 
     async def _wait_for_lock(self) -> None:
         s = self.s
@@ -272,13 +273,7 @@ class CacheCtx:
             delay = min(delay * 2, LOCK_POLL_MAX)
         # the fetch ended: the entry is there (HIT), or the fetch failed and this request takes over
         self.digest = self.main
-        pending = self._lookup(reopened=False)
-        if pending is None and not self.req.finished:
-            # proxying, driven by callbacks: this coroutine lasts as long as the request
-            while not self.req.finished and not self.closed:
-                await asyncio.sleep(LOCK_POLL_MAX)
-            return
-        await _to_end(pending)
+        await _to_end(self._lookup(reopened=False, wait=True))
 
     def _background_refresh(self, entry: store.OpenEntry) -> None:
         """proxy_cache_background_update: refresh the expired entry in a request of our own whose

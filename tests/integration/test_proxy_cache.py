@@ -378,7 +378,9 @@ def test_revalidation_and_background_update(pyginx: Pyginx) -> None:
         assert xc(pyginx, '/rv/r?etag="e1"') == ("MISS", b"/rv/r #1")
         assert xc(pyginx, "/bg/b") == ("MISS", b"/bg/b #1")
         start = time.time()
-        wait_for(lambda: time.time() > start + 2.05 or None, 5, "the entries to expire (valid 1s, whole seconds)")
+        wait_for(
+            lambda: time.time() > start + 2.05 or None, 5, "the entries to expire (valid 1s, whole seconds)"
+        )
         # expired + proxy_cache_revalidate: a conditional request upstream, its 304 -> REVALIDATED
         assert xc(pyginx, '/rv/r?etag="e1"') == ("REVALIDATED", b"/rv/r #1")
         assert origin.seen[-1][1].get("if-none-match") == '"e1"'
@@ -389,3 +391,35 @@ def test_revalidation_and_background_update(pyginx: Pyginx) -> None:
         wait_for(lambda: xc(pyginx, "/bg/b") == ("HIT", b"/bg/b #2") or None, 5, "the refreshed entry")
     finally:
         origin.close()
+
+
+def test_a_worker_killed_mid_write_leaves_nothing_half_written(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin))
+    master = pyginx.start(workers=1)
+    root = pyginx.prefix / "cache"
+
+    def temps() -> list[Path]:
+        return [p for p in root.iterdir() if p.name.startswith(".tmp.")]
+
+    def fetch() -> None:
+        try:
+            request(pyginx.port, "/slow-body?delay=5")
+        except (OSError, http.client.HTTPException):
+            pass  # the worker dies under it
+
+    t = threading.Thread(target=fetch)
+    t.start()
+    wait_for(lambda: temps() or None, 10, "the entry's temp file")
+    (worker,) = pyginx.workers(master)
+    os.kill(worker, signal.SIGKILL)
+    t.join(10)
+    assert not cache_file(pyginx, "/slow-body?delay=5").exists()  # never visible half-written
+    assert temps()
+    pyginx.wait_workers(master, 1)
+    assert request(pyginx.port, "/slow-body?delay=0")[0] == 200
+    pyginx.signal(signal.SIGQUIT, master)
+    pyginx.wait_exit(master)
+    pyginx.start()
+    wait_for(lambda: not temps() or None, 10, "the loader to remove the dead worker's temp file")
+    assert request(pyginx.port, "/slow-body?delay=0")[1]["x-cache"] == "HIT"
+    pyginx.allow = ("exited on signal 9",)

@@ -251,6 +251,7 @@ class ShapingOrigin:
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.force_status: int | None = None  # answer everything with this status (a failing origin)
         self.seen: list[tuple[str, dict[str, str]]] = []
         self.lock = threading.Lock()
         outer = self
@@ -268,6 +269,12 @@ class ShapingOrigin:
                 with outer.lock:
                     outer.seen.append((self.path, headers))
                     n = outer.counts[url.path] = outer.counts.get(url.path, 0) + 1
+                if outer.force_status is not None:
+                    self.send_response(outer.force_status)
+                    self.send_header("Content-Length", "4")
+                    self.end_headers()
+                    self.wfile.write(b"fail")
+                    return
                 etag = q.get("etag")
                 if etag and headers.get("if-none-match") == etag:
                     self.send_response(304)
@@ -322,7 +329,8 @@ def shaping_config(pyginx: Pyginx, origin: ShapingOrigin) -> str:
         + loc("/rv/", "  proxy_cache_revalidate: true\n", valid="1s")
         + loc(
             "/bg/", "  proxy_cache_use_stale: updating\n  proxy_cache_background_update: true\n", valid="1s"
-        ),
+        )
+        + loc("/st/", "  proxy_cache_use_stale: http_503\n", valid="1s"),
     )
 
 
@@ -377,6 +385,7 @@ def test_revalidation_and_background_update(pyginx: Pyginx) -> None:
         pyginx.start()
         assert xc(pyginx, '/rv/r?etag="e1"') == ("MISS", b"/rv/r #1")
         assert xc(pyginx, "/bg/b") == ("MISS", b"/bg/b #1")
+        assert xc(pyginx, "/st/s") == ("MISS", b"/st/s #1")
         start = time.time()
         wait_for(
             lambda: time.time() > start + 2.05 or None, 5, "the entries to expire (valid 1s, whole seconds)"
@@ -389,6 +398,9 @@ def test_revalidation_and_background_update(pyginx: Pyginx) -> None:
         assert xc(pyginx, "/bg/b") == ("STALE", b"/bg/b #1")
         wait_for(lambda: origin.count("/bg/b") == 2 or None, 5, "the background refresh")
         wait_for(lambda: xc(pyginx, "/bg/b") == ("HIT", b"/bg/b #2") or None, 5, "the refreshed entry")
+        # expired + an upstream 503 that proxy_cache_use_stale covers: the stale entry instead
+        origin.force_status = 503
+        assert xc(pyginx, "/st/s") == ("STALE", b"/st/s #1")
     finally:
         origin.close()
 

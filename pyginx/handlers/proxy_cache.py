@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from pyginx.cache import fileformat as ff
 from pyginx.cache import key as ck
 from pyginx.cache import policy, store
-from pyginx.cache.index import FOUND, NEW, Evicted, KeysIndex, index_for
+from pyginx.cache.index import FOUND, NEW, Evicted, KeysIndex, Node, index_for
 from pyginx.config.model import CachePath, HttpSettings
 from pyginx.handlers import conditional, ranges
 from pyginx.handlers import proxy_headers as ph
@@ -190,6 +190,12 @@ class CacheCtx:
             _delete_evicted(cp, evicted)
         if rc != FOUND and rc != NEW:
             self.store_ok = False  # SCARCE
+        if rc == FOUND and node.exists:
+            hot = _hot.get(self.digest)
+            if hot is not None and hot.matches(node) and node.valid_sec >= time.time():
+                self._set_status("HIT")  # the worker's copy of this very file: no open, no parse
+                self._answer(hot.parsed, hot.body)
+                return None
         test_file = rc == FOUND or not self.idx.loaded()
         entry = self._open() if test_file else None
         if entry is not None:
@@ -300,34 +306,35 @@ class CacheCtx:
 
     def serve(self, entry: store.OpenEntry) -> None:
         """Answer the client with `entry` (HIT, STALE, UPDATING, REVALIDATED)."""
-        req, plan = self.req, self.plan
         try:
             if self.background:
                 return
-            parsed = entry.parsed
-            headers = [(n, v) for n, v in parsed.headers]
-            names = [n.lower() for n, _ in headers]
-            headers = ph.filter_response(
-                headers,
-                names,
-                plan.drop,
-                rules=plan.redirects,
-                render=lambda t: compile_template(t)(req),
-                absolute=req.absolute_location,
-            )
-            status = parsed.status
-            if req.head_only:
-                body = b""
-                length = entry.body_len
-            else:
-                body = entry.body()
-                length = len(body)
-            if status != 200 or req.error_status:
-                self._respond(status, headers, body, length)
-                return
-            answer_from_entry(req, self.s, headers, body, length, entry.parsed.header)
+            body = entry.body()
+            if self.status == "HIT":
+                _hot_keep(self.digest, entry, body)
+            self._answer(entry.parsed, body)
         finally:
             entry.close()
+
+    def _answer(self, parsed: ff.Parsed, body: bytes) -> None:
+        req, plan = self.req, self.plan
+        names = [n.lower() for n, _ in parsed.headers]
+        headers = ph.filter_response(
+            parsed.headers,
+            names,
+            plan.drop,
+            rules=plan.redirects,
+            render=lambda t: compile_template(t)(req),
+            absolute=req.absolute_location,
+        )
+        length = len(body)
+        if req.head_only:
+            body = b""
+        status = parsed.status
+        if status != 200 or req.error_status:
+            self._respond(status, headers, body, length)
+            return
+        answer_from_entry(req, self.s, headers, body, length, parsed.header)
 
     def _respond(self, status: int, headers: list[tuple[str, str]], body: bytes, length: int) -> None:
         req = self.req
@@ -491,6 +498,43 @@ class CacheCtx:
 
 
 _background: set[asyncio.Future[None]] = set()
+
+
+# --------------------------------------------------------------------------------------------------------
+# the worker's copies of small entries it served (as open_file_cache keeps small static files): a HIT on
+# one needs the zone's node only, which says whether the file is still the same (inode, validity, size)
+
+HOT_BODY_MAX = 64 * 1024
+HOT_TOTAL_MAX = 16 * 1024 * 1024
+
+
+@dataclass
+class _Hot:
+    uniq: int
+    valid_sec: int
+    fs_size: int
+    parsed: ff.Parsed
+    body: bytes
+
+    def matches(self, node: Node) -> bool:
+        return node.uniq == self.uniq and node.valid_sec == self.valid_sec and node.fs_size == self.fs_size
+
+
+_hot: dict[bytes, _Hot] = {}
+_hot_bytes = [0]
+
+
+def _hot_keep(digest: bytes, entry: store.OpenEntry, body: bytes) -> None:
+    if len(body) > HOT_BODY_MAX or entry.parsed.header.vary:
+        return  # variants keep looking at the file, which says which variant it is
+    old = _hot.pop(digest, None)
+    if old is not None:
+        _hot_bytes[0] -= len(old.body)
+    while _hot and _hot_bytes[0] + len(body) > HOT_TOTAL_MAX:
+        gone = _hot.pop(next(iter(_hot)))  # the oldest copy first
+        _hot_bytes[0] -= len(gone.body)
+    _hot[digest] = _Hot(entry.inode, entry.parsed.header.valid_sec, entry.fs_size, entry.parsed, body)
+    _hot_bytes[0] += len(body)
 
 
 async def _to_end(pending: Awaitable[None] | None) -> None:

@@ -159,10 +159,13 @@ class Transaction:
         self.t = table
         self.mem: mmap.mmap = table.segment.mem
         self.depth = 0
+        self._memo_digest = b""  # the last key _find looked up in this transaction, and its slot
+        self._memo_slot = NIL
 
     def __enter__(self) -> Transaction:
         if self.depth == 0:
             self.t.segment.acquire()
+            self._memo_digest = b""
         self.depth += 1
         return self
 
@@ -214,6 +217,15 @@ class Transaction:
         return self.t.buckets_off + 4 * (int.from_bytes(digest[:4], "little") % self.t.nbuckets)
 
     def _find(self, digest: bytes) -> int:
+        # a get-then-put of one key finds its slot once: the last find is remembered for the rest of
+        # the transaction (nothing else changes the table while we hold the lock; delete forgets it)
+        if digest == self._memo_digest:
+            return self._memo_slot
+        s = self._find_uncached(digest)
+        self._memo_digest, self._memo_slot = digest, s
+        return s
+
+    def _find_uncached(self, digest: bytes) -> int:
         s = self._h(self._bucket_off(digest))
         while s != NIL:
             d, nxt, _p, _n, _u = _SLOT_HEAD.unpack_from(self.mem, self._slot_off(s))
@@ -316,6 +328,7 @@ class Transaction:
         _SLOT_HEAD.pack_into(self.mem, off, digest, self._h(boff), NIL, NIL, 1)
         self.mem[off + SLOT_HEAD_SIZE : off + SLOT_HEAD_SIZE + self.t.record_size] = value
         self._seth(boff, s)
+        self._memo_digest, self._memo_slot = digest, s
         if touch:
             self._lru_push_head(s)
         else:
@@ -325,6 +338,7 @@ class Transaction:
 
     def delete(self, digest: bytes) -> bytes | None:
         """Remove `digest`; its record, or None if it was absent."""
+        self._memo_digest = b""
         boff = self._bucket_off(digest)
         prev = NIL
         s = self._h(boff)
@@ -366,4 +380,5 @@ class Transaction:
             s = self._links(s)[1]
 
     def clear(self) -> None:
+        self._memo_digest = b""
         self.t._format()

@@ -435,3 +435,18 @@ def test_a_worker_killed_mid_write_leaves_nothing_half_written(pyginx: Pyginx, o
     wait_for(lambda: not temps() or None, 10, "the loader to remove the dead worker's temp file")
     assert request(pyginx.port, "/slow-body?delay=0")[1]["x-cache"] == "HIT"
     pyginx.allow = ("exited on signal 9",)
+
+
+def test_a_reload_that_resizes_the_zone_starts_afresh_and_reloads_from_disk(
+    pyginx: Pyginx, origin: Origin
+) -> None:
+    pyginx.write_config(cache_config(pyginx, origin))
+    master = pyginx.start()
+    assert request(pyginx.port, "/z")[1]["x-cache"] == "MISS"
+    wait_for(lambda: "loaded 0 entries" in pyginx.error_log() or None, 10, "the first loader")
+    pyginx.write_config(cache_config(pyginx, origin).replace("keys_zone=c:1m", "keys_zone=c:2m"))
+    pyginx.signal(signal.SIGHUP, master)
+    # a new zone (nginx: a changed size is new memory): its loader finds the file on disk again
+    wait_for(lambda: "loaded 1 entries" in pyginx.error_log() or None, 10, "a loader for the new zone")
+    assert request(pyginx.port, "/z")[1]["x-cache"] == "HIT"
+    assert len(origin.seen("/z")) == 1

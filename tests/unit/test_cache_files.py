@@ -140,3 +140,18 @@ def test_manager_pass_keeps_max_size_and_loader_refills(tmp_path: Path) -> None:
     assert len(left) == idx.count() and ck.digest("k5").hex() in left and ck.digest("k0").hex() not in left
     fresh = index()
     assert processes.load_cache(cp, fresh) == len(left) and fresh.size() == idx.size()
+
+
+def test_manager_keeps_min_free_and_drops_inactive(tmp_path: Path) -> None:
+    cp = CachePath(path=str(tmp_path), zone="c", zone_size=64 * 1024, min_free=1 << 62, inactive=0.0)
+    idx = index()
+    for i in range(3):
+        d = ck.digest(str(i))
+        idx.lookup(d, 60, 1)
+        idx.stored(d, 4096, 1, 1, 0, 60)
+    processes.manage_once(cp, idx)  # no disk has 4 EiB free: everything not being fetched goes
+    assert idx.count() == 0
+    d = ck.digest("old")
+    idx.lookup(d, 0.0, 1)  # inactive 0: expired at once
+    gone, _more = idx.expire_inactive(time.time() + 1, 10)
+    assert [x for x, _ in gone] == [d]

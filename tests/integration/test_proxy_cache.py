@@ -87,6 +87,11 @@ def test_miss_then_hit_with_one_origin_request(pyginx: Pyginx, origin: Origin) -
     status, h, body = request(pyginx.port, "/page?x=1", headers={"Range": "bytes=0-4"})
     assert status == 206 and body == body1[:5] and h["content-range"] == f"bytes 0-4/{len(body1)}"
     assert len(origin.seen("/page")) == 1
+    # a chunked answer is stored de-chunked and served with a length
+    for expect in ("MISS", "HIT"):
+        status, h, body = request(pyginx.port, "/big?size=70000&chunked=1")
+        assert status == 200 and h["x-cache"] == expect and body == big_body(70000)
+    assert h["content-length"] == "70000"
     # another key is another entry; a client's conditional headers are not passed upstream
     status, h, _ = request(pyginx.port, "/other", headers={"If-None-Match": '"x"', "Range": "bytes=0-1"})
     assert status == 200 and h["x-cache"] == "MISS"

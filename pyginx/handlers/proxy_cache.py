@@ -36,14 +36,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyginx.cache import fileformat as ff
+from pyginx.cache import hot, policy, store
 from pyginx.cache import key as ck
-from pyginx.cache import policy, store
-from pyginx.cache.index import FOUND, NEW, Evicted, KeysIndex, Node, index_for
+from pyginx.cache.index import FOUND, NEW, Evicted, KeysIndex, index_for
 from pyginx.config.model import CachePath, HttpSettings
-from pyginx.handlers import conditional, ranges
+from pyginx.handlers import conditional
 from pyginx.handlers import proxy_headers as ph
+from pyginx.handlers.cache_answer import answer_from_entry
+from pyginx.handlers.cache_background import BackgroundRequest
 from pyginx.http.request import Request
-from pyginx.http.status import error_page_body
 from pyginx.http.variables import Getter, compile_template
 from pyginx.log import error_log
 
@@ -191,10 +192,10 @@ class CacheCtx:
         if rc != FOUND and rc != NEW:
             self.store_ok = False  # SCARCE
         if rc == FOUND and node.exists:
-            hot = _hot.get(self.digest)
-            if hot is not None and hot.matches(node) and node.valid_sec >= time.time():
+            copy = hot.copies.get(self.digest)
+            if copy is not None and copy.matches(node) and node.valid_sec >= time.time():
                 self._set_status("HIT")  # the worker's copy of this very file: no open, no parse
-                self._answer(hot.parsed, hot.body)
+                self._answer(copy.parsed, copy.body)
                 return None
         test_file = rc == FOUND or not self.idx.loaded()
         entry = self._open() if test_file else None
@@ -311,7 +312,7 @@ class CacheCtx:
                 return
             body = entry.body()
             if self.status == "HIT":
-                _hot_keep(self.digest, entry, body)
+                hot.keep(self.digest, entry, body)
             self._answer(entry.parsed, body)
         finally:
             entry.close()
@@ -500,156 +501,7 @@ class CacheCtx:
 _background: set[asyncio.Future[None]] = set()
 
 
-# --------------------------------------------------------------------------------------------------------
-# the worker's copies of small entries it served (as open_file_cache keeps small static files): a HIT on
-# one needs the zone's node only, which says whether the file is still the same (inode, validity, size)
-
-HOT_BODY_MAX = 64 * 1024
-HOT_TOTAL_MAX = 16 * 1024 * 1024
-
-
-@dataclass
-class _Hot:
-    uniq: int
-    valid_sec: int
-    fs_size: int
-    parsed: ff.Parsed
-    body: bytes
-
-    def matches(self, node: Node) -> bool:
-        return node.uniq == self.uniq and node.valid_sec == self.valid_sec and node.fs_size == self.fs_size
-
-
-_hot: dict[bytes, _Hot] = {}
-_hot_bytes = [0]
-
-
-def _hot_keep(digest: bytes, entry: store.OpenEntry, body: bytes) -> None:
-    if len(body) > HOT_BODY_MAX or entry.parsed.header.vary:
-        return  # variants keep looking at the file, which says which variant it is
-    old = _hot.pop(digest, None)
-    if old is not None:
-        _hot_bytes[0] -= len(old.body)
-    while _hot and _hot_bytes[0] + len(body) > HOT_TOTAL_MAX:
-        gone = _hot.pop(next(iter(_hot)))  # the oldest copy first
-        _hot_bytes[0] -= len(gone.body)
-    _hot[digest] = _Hot(entry.inode, entry.parsed.header.valid_sec, entry.fs_size, entry.parsed, body)
-    _hot_bytes[0] += len(body)
-
-
 async def _to_end(pending: Awaitable[None] | None) -> None:
     """Run a proxied request to its end from a coroutine (the proxy may drive it by callbacks)."""
     if pending is not None:
         await pending
-
-
-# --------------------------------------------------------------------------------------------------------
-# a cached 200: conditionals and ranges (nginx's not_modified and range filters on cached responses)
-
-
-def answer_from_entry(
-    req: Request,
-    s: HttpSettings,
-    headers: list[tuple[str, str]],
-    body: bytes,
-    length: int,
-    fh: ff.FileHeader,
-) -> None:
-    etag = next((v for n, v in headers if n.lower() == "etag"), None)
-    mtime = fh.last_modified if fh.last_modified >= 0 else None
-    decision = conditional.evaluate(req.headers, etag, mtime, s.if_modified_since)
-    if decision == 412:
-        req.send_error(412)
-        return
-    if decision == 304:
-        req.respond(304, [h for h in headers if h[0].lower() not in conditional.NOT_MODIFIED_DROPS])
-        return
-    ranges_on = s.max_ranges != 0
-    if ranges_on and not any(n.lower() == "accept-ranges" for n, _ in headers):
-        headers = [*headers, ("Accept-Ranges", "bytes")]
-    rd = ranges.decide(req.headers, length, etag, mtime, s.max_ranges) if ranges_on else ranges.FULL
-    if rd.kind == "full":
-        if req.head_only:
-            req.start(200, headers, length)
-            req.end()
-        else:
-            req.respond(200, headers, body, False)
-        return
-    if rd.kind == "unsatisfiable":
-        if any(code == 416 for code, _u, _o in s.error_page):
-            req.send_error(416)
-            return
-        req.respond(
-            416,
-            [("Content-Type", "text/html"), ("Content-Range", ranges.unsatisfied_range(length))],
-            error_page_body(416, s.server_tokens),
-        )
-        return
-    headers = [h for h in headers if h[0].lower() != "accept-ranges"]
-    if len(rd.ranges) == 1:
-        start, end = rd.ranges[0]
-        headers.append(("Content-Range", ranges.content_range(start, end, length)))
-        req.respond(206, headers, body[start:end], False)
-        return
-    ctype = next((v for n, v in headers if n.lower() == "content-type"), "")
-    mp = ranges.multipart(rd.ranges, length, ctype)
-    headers = [h for h in headers if h[0].lower() != "content-type"] + [("Content-Type", mp.content_type)]
-    req.respond(206, headers, b"".join(mp.segments(body)), False)
-
-
-# --------------------------------------------------------------------------------------------------------
-# the background refresh's request: the client's request, answered to nobody
-
-
-class BackgroundRequest(Request):
-    """A copy of a request whose answer is discarded (nginx's background subrequest)."""
-
-    def __init__(self, original: Request) -> None:
-        super().__init__(original.conn, original.method, original.request_uri, original.http_minor)
-        self.headers = dict(original.headers)
-        self.header_list = list(original.header_list)
-        self.server = original.server
-        self.settings = original.settings
-        self.location = original.location
-        self.uri = original.uri
-        self.args = original.args
-        self.host = original.host
-        self.vars = dict(original.vars)
-        self.head_only = True
-
-    def respond(
-        self,
-        status: int,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
-        has_length: bool | None = None,
-        encoded: bytes | None = None,
-    ) -> None:
-        self.status = status
-        self.finished = True
-
-    def start(
-        self,
-        status: int,
-        headers: list[tuple[str, str]],
-        content_length: int | None,
-        encoded: bytes | None = None,
-    ) -> None:
-        self.status = status
-        self.head_sent = True
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def end(self) -> None:
-        self.finished = True
-
-    def abort(self) -> None:
-        self.finished = True
-
-    def send_error(self, status: int) -> None:
-        self.status = status
-        self.finished = True
-
-    async def drain(self) -> None:
-        return None

@@ -40,9 +40,9 @@ from pyginx.cache import hot, policy, store
 from pyginx.cache import key as ck
 from pyginx.cache.index import FOUND, NEW, Evicted, KeysIndex, index_for
 from pyginx.config.model import CachePath, HttpSettings
-from pyginx.handlers import conditional
+from pyginx.handlers import cache_answer, conditional
 from pyginx.handlers import proxy_headers as ph
-from pyginx.handlers.cache_answer import answer_from_entry
+from pyginx.handlers.cache_answer import IN_MEMORY_MAX, CachedBody
 from pyginx.handlers.cache_background import BackgroundRequest
 from pyginx.http.request import Request
 from pyginx.http.variables import Getter, compile_template
@@ -195,8 +195,7 @@ class CacheCtx:
             copy = hot.copies.get(self.digest)
             if copy is not None and copy.matches(node) and node.valid_sec >= time.time():
                 self._set_status("HIT")  # the worker's copy of this very file: no open, no parse
-                self._answer(copy.parsed, copy.body)
-                return None
+                return self._answer(copy.parsed, CachedBody(len(copy.body), copy.body))
         test_file = rc == FOUND or not self.idx.loaded()
         entry = self._open() if test_file else None
         if entry is not None:
@@ -216,8 +215,7 @@ class CacheCtx:
             now = int(time.time())
             if h.valid_sec >= now:
                 self._set_status("HIT")
-                self.serve(entry)
-                return None
+                return self.serve(entry)
             return self._expired(entry, now, wait)
         self._set_status("MISS")
         if self.store_ok and s.proxy_cache_lock:  # nginx locks a found node without a file too
@@ -251,12 +249,10 @@ class CacheCtx:
             if use_updating and s.proxy_cache_background_update:
                 self._set_status("STALE")
                 self._background_refresh(entry)
-                self.serve(entry)
-                return None
+                return self.serve(entry)
         elif use_updating:
             self._set_status("UPDATING")
-            self.serve(entry)
-            return None
+            return self.serve(entry)
         self.entry = entry
         self._set_status("EXPIRED")
         return self.start(self.req, self.plan, self, wait)
@@ -305,19 +301,24 @@ class CacheCtx:
 
     # ---- answering from the cache
 
-    def serve(self, entry: store.OpenEntry) -> None:
-        """Answer the client with `entry` (HIT, STALE, UPDATING, REVALIDATED)."""
+    def serve(self, entry: store.OpenEntry) -> Awaitable[None] | None:
+        """Answer the client with `entry` (HIT, STALE, UPDATING, REVALIDATED); a coroutine when the body
+        goes out from the file with sendfile."""
         try:
             if self.background:
-                return
-            body = entry.body()
+                return None
+            if entry.body_len > IN_MEMORY_MAX and not self.req.head_only:
+                body = CachedBody(entry.body_len, None, entry.fd, entry.body_start)
+                entry.fd = -1  # the body owns the file now
+                return self._answer(entry.parsed, body)
+            data = entry.body()
             if self.status == "HIT":
-                hot.keep(self.digest, entry, body)
-            self._answer(entry.parsed, body)
+                hot.keep(self.digest, entry, data)
+            return self._answer(entry.parsed, CachedBody(len(data), data))
         finally:
             entry.close()
 
-    def _answer(self, parsed: ff.Parsed, body: bytes) -> None:
+    def _answer(self, parsed: ff.Parsed, body: CachedBody) -> Awaitable[None] | None:
         req, plan = self.req, self.plan
         names = [n.lower() for n, _ in parsed.headers]
         headers = ph.filter_response(
@@ -328,22 +329,10 @@ class CacheCtx:
             render=lambda t: compile_template(t)(req),
             absolute=req.absolute_location,
         )
-        length = len(body)
-        if req.head_only:
-            body = b""
         status = parsed.status
         if status != 200 or req.error_status:
-            self._respond(status, headers, body, length)
-            return
-        answer_from_entry(req, self.s, headers, body, length, parsed.header)
-
-    def _respond(self, status: int, headers: list[tuple[str, str]], body: bytes, length: int) -> None:
-        req = self.req
-        if req.head_only:
-            req.start(status, headers, length)
-            req.end()
-        else:
-            req.respond(status, headers, body, False)
+            return cache_answer.respond(req, status, headers, body)
+        return cache_answer.answer_200(req, self.s, headers, body, parsed.header)
 
     # ---- the proxy's hooks
 
@@ -393,7 +382,7 @@ class CacheCtx:
     def _take_entry(self) -> Callable[[], None]:
         entry, self.entry = self.entry, None
         assert entry is not None
-        return lambda: self.serve(entry)
+        return lambda: _detached(self.serve(entry))
 
     def _refresh_validity(self, entry: store.OpenEntry, head: ResponseHead) -> None:
         now = int(time.time())
@@ -499,6 +488,14 @@ class CacheCtx:
 
 
 _background: set[asyncio.Future[None]] = set()
+
+
+def _detached(pending: Awaitable[None] | None) -> None:
+    """An answer started from the proxy's callbacks that must still send a file: run it as a task."""
+    if pending is not None:
+        task = asyncio.ensure_future(pending)
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
 
 async def _to_end(pending: Awaitable[None] | None) -> None:

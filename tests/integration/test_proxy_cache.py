@@ -92,6 +92,12 @@ def test_miss_then_hit_with_one_origin_request(pyginx: Pyginx, origin: Origin) -
         status, h, body = request(pyginx.port, "/big?size=70000&chunked=1")
         assert status == 200 and h["x-cache"] == expect and body == big_body(70000)
     assert h["content-length"] == "70000"
+    # a large entry goes out from its file (sendfile), whole or a range of it
+    for expect in ("MISS", "HIT"):
+        status, h, body = request(pyginx.port, "/big?size=600000")
+        assert status == 200 and h["x-cache"] == expect and body == big_body(600000)
+    status, h, body = request(pyginx.port, "/big?size=600000", headers={"Range": "bytes=500000-500009"})
+    assert status == 206 and body == big_body(600000)[500000:500010]
     # another key is another entry; a client's conditional headers are not passed upstream
     status, h, _ = request(pyginx.port, "/other", headers={"If-None-Match": '"x"', "Range": "bytes=0-1"})
     assert status == 200 and h["x-cache"] == "MISS"

@@ -228,10 +228,11 @@ class CacheCtx:
         path = ck.file_path(self.cp.path, self.digest.hex(), self.cp.levels)
         try:
             return store.open_entry(path, self.key, self.crc)
-        except ff.BadCacheFile as exc:
+        except (ff.BadCacheFile, ValueError) as exc:
             self.req.log_error("crit", f'cache file "{path}" {exc}')
-        except (OSError, ValueError) as exc:
-            self.req.log_error("crit", f'open() "{path}" failed ({exc})')
+        except OSError as exc:
+            self.req.log_error("crit", f'open() "{path}" failed ({exc.errno}: {exc.strerror})')
+            return None  # not the file's fault: leave it
         # damaged: forget it; the fetch stores a new one
         self.idx.remove(self.digest)
         try:

@@ -16,7 +16,8 @@ may have files to remove. `oldest()` walks the LRU list from its tail (the cache
 
 Layout (all little-endian, fixed at format time):
   header   64 bytes: magic, version, record_size, meta_size, nslots, nbuckets, lru head/tail, free
-           list head, used count, evictions
+           list head, used count, evictions, `fresh` (slots from here on were never used: formatting
+           a zone costs one fill of its buckets, whatever its size)
   meta     meta_size bytes for the user's zone-wide state (the cache's total size, loader flag ...)
   buckets  nbuckets x int32: head slot of each hash chain (-1 = empty)
   slots    nslots x (digest 16, chain next i32, lru prev i32, lru next i32, in-use u32, record)
@@ -34,11 +35,10 @@ from types import TracebackType
 from pyginx.zone.segment import Segment
 
 MAGIC = b"PGZT"
-VERSION = 1
-_HEADER = struct.Struct(
-    "<4sIIIIIiiiiQ"
-)  # magic version rsize msize nslots nbuckets head tail free used evictions
-_HEAD, _TAIL, _FREE, _USED, _EVICTIONS = 24, 28, 32, 36, 40  # offsets of the mutable header fields
+VERSION = 2
+# magic version rsize msize nslots nbuckets head tail free used evictions fresh
+_HEADER = struct.Struct("<4sIIIIIiiiiQi")
+_HEAD, _TAIL, _FREE, _USED, _EVICTIONS, _FRESH = 24, 28, 32, 36, 40, 48  # the mutable header fields
 _U64 = struct.Struct("<Q")
 _PAIR = struct.Struct("<ii")
 HEADER_SIZE = 64
@@ -102,14 +102,11 @@ class SharedTable:
         )
 
     def _format(self) -> None:
+        # O(buckets), whatever the zone's size: slots are handed out from `fresh` (never used yet) when
+        # the free list (slots given back) is empty, so they need no formatting
         mem = self.segment.mem
-        mem[0 : self.slots_off] = bytes(self.slots_off)
-        for b in range(self.nbuckets):
-            _I32.pack_into(mem, self.buckets_off + 4 * b, NIL)
-        # every slot on the free list, chained through "chain next"
-        for s in range(self.nslots):
-            nxt = s + 1 if s + 1 < self.nslots else NIL
-            _SLOT_HEAD.pack_into(mem, self.slots_off + s * self.slot_size, bytes(16), nxt, NIL, NIL, 0)
+        mem[0 : self.buckets_off] = bytes(self.buckets_off)
+        mem[self.buckets_off : self.slots_off] = b"\xff" * (self.slots_off - self.buckets_off)  # all NIL
         _HEADER.pack_into(
             mem,
             0,
@@ -119,6 +116,7 @@ class SharedTable:
             self.meta_size,
             self.nslots,
             self.nbuckets,
+            NIL,
             NIL,
             NIL,
             0,
@@ -313,6 +311,11 @@ class Transaction:
             if touch:
                 self._touch_slot(s)
             return evicted
+        if self._h(_FREE) == NIL and self._h(_FRESH) < self.t.nslots:
+            fresh = self._h(_FRESH)  # a never-used slot: put it on the free list
+            _SLOT_HEAD.pack_into(self.mem, self._slot_off(fresh), bytes(16), NIL, NIL, NIL, 0)
+            self._seth(_FREE, fresh)
+            self._seth(_FRESH, fresh + 1)
         if self._h(_FREE) == NIL:
             tail = self._h(_TAIL)
             if not evict or tail == NIL:

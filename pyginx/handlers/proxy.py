@@ -710,7 +710,7 @@ class _Proxy:
             self._finish_stream()
         elif parser.error is not None:
             self._truncated(f"upstream sent invalid chunked response {READING_BODY}")
-        elif req.conn.write_paused and not (req.client_closed and self.s.proxy_ignore_client_abort):
+        elif req.conn.write_paused and not (req.client_closed and self._reads_on()):
             # backpressure: no more upstream reading until the client took what it was given
             # (a client gone with proxy_ignore_client_abort on: the rest is read and dropped)
             self._disarm()
@@ -729,7 +729,7 @@ class _Proxy:
         try:
             conn = self.conn
             assert conn is not None
-            if exc is not None and not (self.req.client_closed and self.s.proxy_ignore_client_abort):
+            if exc is not None and not (self.req.client_closed and self._reads_on()):
                 self._client_gone()  # nothing more to send; the upstream connection cannot be reused
                 return
             conn.resume_reading()
@@ -896,11 +896,18 @@ class _Proxy:
 
     # ------------------------------------------------------------------ the request's end
 
+    def _reads_on(self) -> bool:
+        """Whether a response is read to its end when the client has gone: proxy_ignore_client_abort,
+        or a response being stored in the cache (nginx keeps reading a cacheable one)."""
+        return self.s.proxy_ignore_client_abort or (self.cache is not None and self.cache.storing)
+
     def _client_closed(self) -> None:
         """The core's hook: the client went away. nginx (without proxy_ignore_client_abort) closes the
         upstream connection at once and logs 499 (the core's status for an unanswered request)."""
         if not self.phase or self.finished:
             return  # no upstream activity: the body reader or the tunnel notices
+        if self.cache is not None and self.cache.storing:
+            return  # read on into the cache; the client's writes go nowhere
         self.req.log_error(
             "info",
             "epoll_wait() reported that client prematurely closed connection, "

@@ -440,6 +440,11 @@ class CacheCtx:
         self.header = header
         self.decision = decision
 
+    @property
+    def storing(self) -> bool:
+        """A response is being written into the cache."""
+        return self.writer is not None
+
     def data(self, piece: bytes) -> None:
         writer = self.writer
         if writer is None or not piece:

@@ -9,6 +9,7 @@ import http.client
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -461,3 +462,15 @@ def test_a_reload_that_resizes_the_zone_starts_afresh_and_reloads_from_disk(
     wait_for(lambda: "loaded 1 entries" in pyginx.error_log() or None, 10, "a loader for the new zone")
     assert request(pyginx.port, "/z")[1]["x-cache"] == "HIT"
     assert len(origin.seen("/z")) == 1
+
+
+def test_a_client_gone_during_a_miss_still_fills_the_cache(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin))
+    pyginx.start()
+    with socket.create_connection(("127.0.0.1", pyginx.port), timeout=5) as s:
+        s.sendall(b"GET /slow-body?delay=0.5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200")  # the head and part of the body, then we leave
+    wait_for(lambda: cache_file(pyginx, "/slow-body?delay=0.5").exists() or None, 10, "the entry")
+    status, h, body = request(pyginx.port, "/slow-body?delay=0.5")
+    assert status == 200 and h["x-cache"] == "HIT" and body == b"x" * 1000
+    assert len(origin.seen("/slow-body")) == 1  # nginx reads a cacheable response to its end

@@ -182,7 +182,7 @@ def test_eviction_by_max_size_with_the_manager_process(pyginx: Pyginx, origin: O
         total = sum(p.stat().st_blocks * 512 for p in cache_files(pyginx))
         return total if total < 100 * 1024 else None
 
-    wait_for(small_enough, 10, "the manager to bring the cache under max_size")
+    wait_for(small_enough, 20, "the manager to bring the cache under max_size")
     assert 1 <= len(cache_files(pyginx)) <= 3
     assert request(pyginx.port, f"/big?size={size}&n=7")[1]["x-cache"] == "HIT"  # the newest stays
     assert request(pyginx.port, f"/big?size={size}&n=0")[1]["x-cache"] == "MISS"  # the oldest went first

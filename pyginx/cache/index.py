@@ -158,19 +158,8 @@ class KeysIndex:
 
     def start_update(self, digest: bytes, lock_age: float) -> bool:
         """An expired entry: True if this request refreshes it (STALE), False if another one already
-        does (UPDATING), as in ngx_http_file_cache_read."""
-        now = time.time()
-        with self.table.transaction() as tx:
-            raw = tx.get(digest, touch=False)
-            if raw is None:
-                return True
-            node = Node.unpack(raw)
-            if node.updating and node.lock_time > now:
-                return False
-            node.updating = True
-            node.lock_time = now + lock_age
-            tx.put(digest, node.pack(), touch=False)
-            return True
+        does (UPDATING), as in ngx_http_file_cache_read. The same lock as proxy_cache_lock's."""
+        return self.try_lock(digest, lock_age)
 
     def unlock(self, digest: bytes) -> None:
         with self.table.transaction() as tx:

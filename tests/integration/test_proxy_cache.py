@@ -474,3 +474,25 @@ def test_a_client_gone_during_a_miss_still_fills_the_cache(pyginx: Pyginx, origi
     status, h, body = request(pyginx.port, "/slow-body?delay=0.5")
     assert status == 200 and h["x-cache"] == "HIT" and body == b"x" * 1000
     assert len(origin.seen("/slow-body")) == 1  # nginx reads a cacheable response to its end
+
+
+def test_lock_timeout_sends_the_waiters_upstream_uncached(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(
+        cache_config(pyginx, origin, location="  proxy_cache_lock: true\n  proxy_cache_lock_timeout: 200ms\n")
+    )
+    pyginx.start()
+    results: list[str] = []
+
+    def one() -> None:
+        status, h, _ = request(pyginx.port, "/slow-head?delay=1")
+        results.append(f"{status} {h.get('x-cache')}")
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(results) == ["200 MISS"] * 3
+    assert len(origin.seen("/slow-head")) == 3  # the waiters gave up after 200 ms and fetched
+    assert "cache lock timeout" in pyginx.error_log()
+    assert request(pyginx.port, "/slow-head?delay=1")[1]["x-cache"] == "HIT"  # the holder stored it

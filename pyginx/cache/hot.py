@@ -8,7 +8,7 @@ a Vary are not copied (their file says which variant they are).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyginx.cache import fileformat as ff
 from pyginx.cache.index import Node
@@ -25,6 +25,8 @@ class HotCopy:
     fs_size: int
     parsed: ff.Parsed
     body: bytes
+    # per drop set of a location (proxy_hide_header & co): the headers as sent and their encoded lines
+    prepared: dict[int, tuple[frozenset[str], list[tuple[str, str]], bytes]] = field(default_factory=dict)
 
     def matches(self, node: Node) -> bool:
         return node.uniq == self.uniq and node.valid_sec == self.valid_sec and node.fs_size == self.fs_size

@@ -273,6 +273,7 @@ class KeysIndex:
 
 
 _indexes: dict[int, KeysIndex] = {}
+_by_name: dict[str, tuple[object, KeysIndex]] = {}  # per zone name, for the zone set it was made from
 
 
 def index_for(zone_name: str) -> KeysIndex | None:
@@ -280,6 +281,9 @@ def index_for(zone_name: str) -> KeysIndex | None:
     from pyginx import zone
 
     zones = zone.current()
+    hit = _by_name.get(zone_name)
+    if hit is not None and hit[0] is zones:
+        return hit[1]
     if zones.get(zone_name) is None:
         return None
     table = zones.attach(zone_name, SharedTable, NODE_SIZE, META_SIZE)
@@ -288,4 +292,5 @@ def index_for(zone_name: str) -> KeysIndex | None:
     if idx is None or idx.table is not table:
         idx = KeysIndex(table)
         _indexes[id(table)] = idx
+    _by_name[zone_name] = (zones, idx)
     return idx

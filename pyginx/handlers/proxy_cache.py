@@ -44,6 +44,7 @@ from pyginx.handlers import cache_answer, conditional
 from pyginx.handlers import proxy_headers as ph
 from pyginx.handlers.cache_answer import IN_MEMORY_MAX, CachedBody
 from pyginx.handlers.cache_background import BackgroundRequest
+from pyginx.http.headers import encode_lines
 from pyginx.http.request import Request
 from pyginx.http.variables import Getter, compile_template
 from pyginx.log import error_log
@@ -58,6 +59,8 @@ NOT_PASSED = frozenset(
 )
 # Response headers not stored: framing and hop-by-hop (recomputed when the entry is served)
 NOT_STORED = frozenset({"transfer-encoding", "content-length", "connection", "keep-alive"})
+# request headers that make a cached 200 more than a plain answer (validators, ranges)
+_PLAIN_GET = frozenset({"if-modified-since", "if-none-match", "if-match", "if-unmodified-since", "range"})
 LOCK_POLL_FIRST = 0.005
 LOCK_POLL_MAX = 0.1  # nginx polls a cache lock every 500 ms; pyginx sooner, up to every 100 ms
 
@@ -154,7 +157,7 @@ class CacheCtx:
         self.idx = idx
         self.start = start
         self.key = cplan.key(req)
-        self.crc = ck.crc32(self.key)
+        self._crc: int | None = None
         self.main = ck.digest(self.key)
         self.digest = self.main
         self.status = "MISS"
@@ -169,6 +172,13 @@ class CacheCtx:
         self.background = False
         convert = self.s.proxy_cache_convert_head and req.method == "HEAD"
         self.method = "GET" if convert else req.method
+
+    @property
+    def crc(self) -> int:
+        """The key's crc32 (checked against a file's header; computed only when a file is read)."""
+        if self._crc is None:
+            self._crc = ck.crc32(self.key)
+        return self._crc
 
     def _set_status(self, status: str) -> None:
         self.status = status
@@ -195,6 +205,8 @@ class CacheCtx:
             copy = hot.copies.get(self.digest)
             if copy is not None and copy.matches(node) and node.valid_sec >= time.time():
                 self._set_status("HIT")  # the worker's copy of this very file: no open, no parse
+                if self._answer_plain(copy):
+                    return None
                 return self._answer(copy.parsed, CachedBody(len(copy.body), copy.body))
         test_file = rc == FOUND or not self.idx.loaded()
         entry = self._open() if test_file else None
@@ -318,6 +330,27 @@ class CacheCtx:
             return self._answer(entry.parsed, CachedBody(len(data), data))
         finally:
             entry.close()
+
+    def _answer_plain(self, copy: hot.HotCopy) -> bool:
+        """The usual HIT: a 200 copy, a plain GET (no validators, no Range), no proxy_redirect: its
+        headers filtered and encoded once per location, one write."""
+        req, plan = self.req, self.plan
+        if copy.parsed.status != 200 or req.error_status or req.head_only:
+            return False
+        if not _PLAIN_GET.isdisjoint(req.headers):
+            return False
+        prepared = copy.prepared.get(id(plan.drop))
+        if prepared is None or prepared[0] is not plan.drop:
+            names = [n.lower() for n, _ in copy.parsed.headers]
+            if "location" in names or "refresh" in names:
+                return False  # proxy_redirect may rewrite them, per request
+            headers = ph.filter_response(copy.parsed.headers, names, plan.drop)
+            if self.s.max_ranges != 0 and "accept-ranges" not in names:
+                headers.append(("Accept-Ranges", "bytes"))
+            prepared = (plan.drop, headers, encode_lines(headers))
+            copy.prepared[id(plan.drop)] = prepared
+        req.respond(200, prepared[1], copy.body, False, prepared[2])
+        return True
 
     def _answer(self, parsed: ff.Parsed, body: CachedBody) -> Awaitable[None] | None:
         req, plan = self.req, self.plan

@@ -80,6 +80,10 @@ def test_miss_then_hit_with_one_origin_request(pyginx: Pyginx, origin: Origin) -
     assert status == 200 and h1["x-cache"] == "MISS"
     status, h2, body2 = request(pyginx.port, "/page?x=1")
     assert status == 200 and h2["x-cache"] == "HIT" and body2 == body1
+    status, h3, body3 = request(pyginx.port, "/page?x=1")  # from the worker's copy: the same answer
+    assert status == 200 and body3 == body1
+    assert {k: v for k, v in h3.items() if k != "date"} == {k: v for k, v in h2.items() if k != "date"}
+    assert h3["accept-ranges"] == "bytes"
     assert len(origin.seen("/page")) == 1
     assert cache_file(pyginx, "/page?x=1").is_file()  # nginx's layout: levels from the key's md5
     # HEAD, a range and a conditional request are answered from the cached full response

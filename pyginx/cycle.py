@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pyginx.config.cache import reload_conflict
 from pyginx.config.model import Location, MainConfig
 from pyginx.errors import PyginxError
 from pyginx.listeners import ListenError, ListenerSet, open_listeners
@@ -132,6 +133,7 @@ def build_cycle(
     tries: int = 1,
     workers: int | None = None,
     old_zones: ZoneSet | None = None,
+    previous: MainConfig | None = None,
 ) -> tuple[Cycle, list[socket.socket]]:
     """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused.
     Shared zones of `old_zones` with the same name, use and size are taken over (nginx's reload rule);
@@ -141,6 +143,10 @@ def build_cycle(
     prepare_log_files(config, user)
     count = max(1, config.worker_processes) if workers is None else workers
     try:
+        if previous is not None and previous.http is not None and config.http is not None:
+            conflict = reload_conflict(previous.http.proxy_cache_paths, config.http.proxy_cache_paths)
+            if conflict is not None:
+                raise StartupError(conflict)
         create_paths(config, user)
     except StartupError:
         log.close()

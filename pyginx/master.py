@@ -406,7 +406,9 @@ class Master:
             config = load_config(old.config.file, old.config.prefix)
             if not config.master_process:
                 error_log().warn('changing "master_process" requires a restart, ignored')
-            cycle, leftovers = build_cycle(config, old.listeners.sockets(), old_zones=old.zones)
+            cycle, leftovers = build_cycle(
+                config, old.listeners.sockets(), old_zones=old.zones, previous=old.config
+            )
         except (ConfigError, StartupError, OSError) as exc:
             error_log().emerg(str(exc))
             return

@@ -99,7 +99,9 @@ class SingleProcess:
         old = self.cycle
         try:
             config = load_config(old.config.file, old.config.prefix)
-            cycle, leftovers = build_cycle(config, old.listeners.sockets(), workers=1, old_zones=old.zones)
+            cycle, leftovers = build_cycle(
+                config, old.listeners.sockets(), workers=1, old_zones=old.zones, previous=old.config
+            )
         except (ConfigError, StartupError, OSError) as exc:
             error_log().emerg(str(exc))
             return

@@ -198,6 +198,24 @@ def check_refs(paths: tuple[CachePath, ...], levels: list[HttpSettings]) -> None
             raise ConfigError(f'"proxy_cache" zone "{ref.zone}" is unknown', file, line)
 
 
+def reload_conflict(old: tuple[CachePath, ...], new: tuple[CachePath, ...]) -> str | None:
+    """A reload keeping a keys zone (same name and size) must keep its path and levels
+    (ngx_http_file_cache_init's errors); None when it does."""
+    before = {p.zone: p for p in old}
+    for cp in new:
+        prev = before.get(cp.zone)
+        if prev is None or prev.zone_size != cp.zone_size:
+            continue  # a new zone: anything goes
+        if prev.path != cp.path:
+            return (
+                f'cache "{cp.zone}" uses the "{cp.path}" cache path while previously it used the '
+                f'"{prev.path}" cache path'
+            )
+        if prev.levels != cp.levels:
+            return f'cache "{cp.zone}" had previously different levels'
+    return None
+
+
 def all_settings(http_settings: HttpSettings, servers: tuple[Server, ...]) -> list[HttpSettings]:
     out = [http_settings]
 

@@ -120,3 +120,19 @@ def test_errors_in_nginx_words_with_file_and_line(
     text = error(tmp_path, http or "default_type: text/plain", location)
     assert message in text
     assert f"{tmp_path}/conf/pyginx.yaml:" in text
+
+
+def test_a_reload_keeping_a_zone_must_keep_its_path_and_levels() -> None:
+    from pyginx.config.cache import reload_conflict
+    from pyginx.config.model import CachePath
+
+    old = (CachePath("/c", "z", 1 << 20, (1, 2)),)
+    assert reload_conflict(old, (CachePath("/c", "z", 1 << 20, (1, 2)),)) is None
+    assert reload_conflict(old, (CachePath("/d", "z", 2 << 20, (1,)),)) is None  # resized: a new zone
+    assert reload_conflict(old, (CachePath("/d", "z", 1 << 20, (1, 2)),)) == (
+        'cache "z" uses the "/d" cache path while previously it used the "/c" cache path'
+    )
+    assert (
+        reload_conflict(old, (CachePath("/c", "z", 1 << 20, (2,)),))
+        == 'cache "z" had previously different levels'
+    )

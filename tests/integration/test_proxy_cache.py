@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from pyginx.cache.index import META_SIZE, NODE_SIZE
+from pyginx.zone import capacity
 from tests.integration.harness import Pyginx, children, cmdline, pyginx_fixture, wait_for  # noqa: F401
 from tests.integration.test_proxy_origin import (
     Origin,
@@ -500,3 +502,21 @@ def test_lock_timeout_sends_the_waiters_upstream_uncached(pyginx: Pyginx, origin
     assert len(origin.seen("/slow-head")) == 3  # the waiters gave up after 200 ms and fetched
     assert "cache lock timeout" in pyginx.error_log()
     assert request(pyginx.port, "/slow-head?delay=1")[1]["x-cache"] == "HIT"  # the holder stored it
+
+
+def test_a_full_keys_zone_evicts_the_least_recently_used(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.write_config(cache_config(pyginx, origin).replace("keys_zone=c:1m", "keys_zone=c:32k"))
+    pyginx.start()
+    slots = capacity(32 * 1024, NODE_SIZE, META_SIZE)  # nginx's minimum zone: a few hundred keys
+    c = http.client.HTTPConnection("127.0.0.1", pyginx.port, timeout=10)
+    try:
+        for i in range(slots + 40):
+            c.request("GET", f"/k{i}")
+            r = c.getresponse()
+            r.read()
+            assert r.status == 200 and r.getheader("X-Cache") == "MISS"
+    finally:
+        c.close()
+    assert len(cache_files(pyginx)) <= slots  # evicted nodes take their files with them
+    assert request(pyginx.port, f"/k{slots + 39}")[1]["x-cache"] == "HIT"  # the newest stay
+    assert request(pyginx.port, "/k1")[1]["x-cache"] == "MISS"  # the least recently used went first

@@ -108,6 +108,8 @@ http:
   open_file_cache: {OPEN_FILE_CACHE}
   open_file_cache_valid: {OPEN_FILE_CACHE_VALID}
 
+  proxy_cache_path: "cache levels=1:2 keys_zone=bench:10m"
+
   upstreams:
     origin:
       servers:
@@ -123,6 +125,19 @@ http:
           proxy_pass: http://origin/
           proxy_http_version: "1.1"
           proxy_set_header: {{Connection: ""}}
+        - location: /cached/
+          proxy_pass: http://origin/
+          proxy_http_version: "1.1"
+          proxy_set_header: {{Connection: ""}}
+          proxy_cache: bench
+          proxy_cache_valid: 200 10m
+        - location: /miss/
+          proxy_pass: http://origin/
+          proxy_http_version: "1.1"
+          proxy_set_header: {{Connection: ""}}
+          proxy_cache: bench
+          proxy_cache_valid: 200 10m
+          proxy_cache_bypass: "1"
 
     - listen: 127.0.0.1:{ports.logged} backlog={BACKLOG}
       root: {layout.www}
@@ -171,6 +186,8 @@ http {{
     open_file_cache {OPEN_FILE_CACHE};
     open_file_cache_valid {OPEN_FILE_CACHE_VALID};
 
+    proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:10m;
+
     upstream origin {{
         server 127.0.0.1:{origin_port};
         keepalive 32;
@@ -185,6 +202,21 @@ http {{
             proxy_pass http://origin/;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }}
+        location /cached/ {{
+            proxy_pass http://origin/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_valid 200 10m;
+        }}
+        location /miss/ {{
+            proxy_pass http://origin/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_cache bench;
+            proxy_cache_valid 200 10m;
+            proxy_cache_bypass 1;
         }}
     }}
 

@@ -67,6 +67,18 @@ SCENARIOS = (
         "proxy", "proxy to keep-alive origin, 50 conns", "load", Target("rps", 0.8, True), "/proxy/small.bin"
     ),
     Scenario("c1000", "1 KiB file, 1000 conns", "load", Target("p99", 2.0, False), connections=1000),
+    # proxy_cache (issue 14): a warm cache's HIT (the warm-up fetches the entry), and the cost of a MISS
+    # (proxy_cache_bypass: every request fetched and stored) to set beside the `proxy` row
+    Scenario(
+        "cache_hit", "proxy_cache HIT (warm), 50 conns", "load", Target("rps", 0.8, True), "/cached/small.bin"
+    ),
+    Scenario(
+        "cache_miss",
+        "proxy_cache MISS (fetch + store), 50 conns",
+        "load",
+        Target("rps", 0.8, True),
+        "/miss/small.bin",
+    ),
     Scenario("idle", "idle keep-alive conns (memory)", "idle", Target("kib_per_conn", 4.0, False)),
     Scenario(
         "accesslog", "1 KiB file, access log on, 50 conns", "accesslog", Target("log_cost", 0.15, False)

@@ -11,13 +11,16 @@ import os
 import pwd
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pyginx.config.cache import reload_conflict
 from pyginx.config.model import Location, MainConfig
 from pyginx.errors import ConfigError, PyginxError
 from pyginx.listeners import ListenError, ListenerSet, open_listeners
 from pyginx.log import ErrorLog
+from pyginx.zone import Segment, ZoneRequest, ZoneSet
+from pyginx.zone import build as build_zones
 
 
 class StartupError(PyginxError):
@@ -39,6 +42,8 @@ class Cycle:
     user: UserIds | None
     warnings: tuple[str, ...] = ()  # to log at warn once the cycle is in use
     tls: Any = None  # pyginx.tls.contexts.TlsContexts: made here, before the fork, for shared ticket keys
+    zones: ZoneSet = field(default_factory=ZoneSet)  # shared memory, created before the fork
+    reused_zones: tuple[Segment, ...] = ()  # segments taken over from the previous cycle
 
     @property
     def workers(self) -> int:
@@ -155,8 +160,12 @@ def build_cycle(
     pool: Iterable[socket.socket],
     tries: int = 1,
     workers: int | None = None,
+    old_zones: ZoneSet | None = None,
+    previous: MainConfig | None = None,
 ) -> tuple[Cycle, list[socket.socket]]:
-    """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused."""
+    """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused.
+    Shared zones of `old_zones` with the same name, use and size are taken over (nginx's reload rule);
+    the caller closes the others with `retire_zones` once it commits to the new cycle."""
     user, warnings = resolve_user(config)
     from pyginx.tls.contexts import build_tls
     from pyginx.tls.upstream import check_upstream_tls
@@ -176,11 +185,52 @@ def build_cycle(
         raise
     count = max(1, config.worker_processes) if workers is None else workers
     try:
+        if previous is not None and previous.http is not None and config.http is not None:
+            conflict = reload_conflict(previous.http.proxy_cache_paths, config.http.proxy_cache_paths)
+            if conflict is not None:
+                raise StartupError(conflict)
+        create_paths(config, user)
+    except StartupError:
+        log.close()
+        raise
+    try:
+        zones, reused = build_zones(zone_requests(config), old_zones)
+    except (OSError, ValueError) as exc:
+        log.close()
+        raise StartupError(f"shared memory zone could not be created ({exc})") from exc
+    try:
         listeners, leftovers = open_listeners(config, pool, count, tries=tries)
     except ListenError as exc:
         log.close()
+        zones.close(keep=reused)
         raise StartupError(str(exc)) from exc
-    return Cycle(config, listeners, log, user, warnings, tls), leftovers
+    return Cycle(config, listeners, log, user, warnings, tls, zones, tuple(reused)), leftovers
+
+
+def create_paths(config: MainConfig, user: UserIds | None) -> None:
+    """The directories of proxy_cache_path, created as nginx's ngx_create_paths does (and given to the
+    worker user)."""
+    if config.http is None:
+        return
+    for cp in config.http.proxy_cache_paths:
+        try:
+            os.makedirs(cp.path, 0o700, exist_ok=True)
+            if user is not None:
+                os.chown(cp.path, user.uid, -1)
+        except OSError as exc:
+            raise StartupError(f'mkdir() "{cp.path}" failed ({exc.errno}: {exc.strerror})') from exc
+
+
+def zone_requests(config: MainConfig) -> list[ZoneRequest]:
+    if config.http is None:
+        return []
+    return [ZoneRequest(z.name, z.size, z.tag) for z in config.http.zones]
+
+
+def retire_zones(old: Cycle, new: Cycle) -> None:
+    """The old cycle's zones the new one did not take over: this process unmaps them (the old workers
+    keep their own mappings until they exit)."""
+    old.zones.close(keep=new.reused_zones)
 
 
 def redirect_stderr(log: ErrorLog) -> None:

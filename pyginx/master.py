@@ -16,9 +16,17 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from pyginx import pidfile, worker
+from pyginx import pidfile, worker, zone
+from pyginx.cacheprocs import CacheProcesses
 from pyginx.channel import Channel, Command
-from pyginx.cycle import Cycle, StartupError, build_cycle, prepare_log_files, redirect_stderr
+from pyginx.cycle import (
+    Cycle,
+    StartupError,
+    build_cycle,
+    prepare_log_files,
+    redirect_stderr,
+    retire_zones,
+)
 from pyginx.errors import ConfigError
 from pyginx.heartbeat import INTERVAL as HEARTBEAT_INTERVAL
 from pyginx.heartbeat import Heartbeat
@@ -91,6 +99,7 @@ class Master:
         self.retire_deadline = 0.0
         self.last_check = time.monotonic()  # the previous heartbeat check
         self.heartbeat_grace = 0.0  # no heartbeat verdict before this time
+        self.cache = CacheProcesses()  # the cache manager and loader, with a proxy_cache_path
 
     # ------------------------------------------------------------------ the loop
 
@@ -103,13 +112,14 @@ class Master:
         except Exception as exc:  # workers report it properly; the master only loses the warm import
             error_log().warn(f"cannot preload the HTTP server: {exc!r}")
         self.start_workers()
+        self.cache.start(self.cycle, loader=True)
         while True:
             self.wait(self.timeout())
             now = time.monotonic()
             if "reap" in self.flags:
                 self.flags.discard("reap")
                 self.reap()
-            if not self.workers and (self.terminating or self.quitting):
+            if not self.workers and not self.cache and (self.terminating or self.quitting):
                 return self.exit()
             if "terminate" in self.flags or self.terminating:
                 self.flags.discard("terminate")
@@ -138,6 +148,7 @@ class Master:
             self.check_retiring(now)
             self.check_heartbeats(now)
             self.respawn_due(now)
+            self.cache.spawn_due(now, self.inherited_by_children())
 
     def timeout(self) -> float:
         now = time.monotonic()
@@ -148,6 +159,9 @@ class Master:
             deadlines.append(self.respawn_at)
         if self.retiring:
             deadlines.append(min(self.retire_deadline, now + 0.05))  # poll readiness briefly
+        cache_due = self.cache.next_due()
+        if cache_due is not None:
+            deadlines.append(cache_due)
         return max(0.0, min(deadlines) - now)
 
     def wait(self, timeout: float) -> None:
@@ -209,6 +223,10 @@ class Master:
         error_log().notice(f"start worker process {pid}")
         return proc
 
+    def inherited_by_children(self) -> list[socket.socket]:
+        """What a forked child inherits but must not keep: listening sockets, the workers' channels."""
+        return [*self.cycle.listeners.sockets(), *(w.channel.master_end for w in self.workers.values())]
+
     def send(self, proc: WorkerProc, command: Command) -> None:
         """Through the channel; if it is broken, the nearest signal (nginx's fallback to kill())."""
         if proc.channel.send(command):
@@ -248,6 +266,8 @@ class Master:
             proc = self.workers.pop(pid, None)
             if proc is not None:
                 self.worker_exited(proc, status)
+            elif self.cache.reaped(pid, status, self.terminating or self.quitting):
+                pass
             elif pid == self.new_binary:
                 self.new_binary_exited(pid, status)
             else:
@@ -334,6 +354,7 @@ class Master:
             for proc in self.workers.values():
                 proc.exiting = True
                 self.kill(proc.pid, signal.SIGTERM)
+            self.cache.stop(signal.SIGTERM)
             self.term_delay = TERM_FIRST_DELAY
             self.term_next = now + self.term_delay
             return
@@ -344,6 +365,8 @@ class Master:
             if sig == signal.SIGKILL:
                 error_log().alert(f"worker process {proc.pid} did not exit on SIGTERM, sending SIGKILL")
             self.kill(proc.pid, sig)
+        for pid in self.cache.procs:
+            self.kill(pid, sig)
         self.term_delay *= 2
         self.term_next = now + self.term_delay
 
@@ -353,6 +376,7 @@ class Master:
         self.quitting = True
         self.vacant = []
         self.stop_workers(Command.QUIT)
+        self.cache.stop(signal.SIGQUIT)
         # Stop listening now: the kernel refuses new connections instead of queueing them for nobody
         # (a new binary has its own copies of the sockets).
         self.cycle.listeners.close(unlink_unix=not self.new_binary)
@@ -387,7 +411,9 @@ class Master:
             config = load_config(old.config.file, old.config.prefix)
             if not config.master_process:
                 error_log().warn('changing "master_process" requires a restart, ignored')
-            cycle, leftovers = build_cycle(config, old.listeners.sockets())
+            cycle, leftovers = build_cycle(
+                config, old.listeners.sockets(), old_zones=old.zones, previous=old.config
+            )
         except (ConfigError, StartupError, OSError) as exc:
             error_log().emerg(str(exc))
             return
@@ -401,11 +427,14 @@ class Master:
         if config.pid != old.config.pid:
             self.move_pid_file(old.config.pid, config.pid)
         self.cycle = cycle
+        zone.install(cycle.zones)
+        retire_zones(old, cycle)
         self.noaccepting = False
         self.generation += 1
         self.vacant = []
         old_workers = [p for p in self.workers.values() if not p.exiting]
         self.start_workers()
+        self.cache.start(cycle, loader=False)
         for proc in old_workers:
             proc.exiting = True
         self.retiring.extend(old_workers)

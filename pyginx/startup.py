@@ -13,7 +13,7 @@ import resource
 import signal
 import sys
 
-from pyginx import __version__, pidfile
+from pyginx import __version__, pidfile, zone
 from pyginx.config.model import MainConfig
 from pyginx.cycle import StartupError, build_cycle, open_error_log, redirect_stderr
 from pyginx.daemon import daemonize
@@ -93,6 +93,7 @@ def run_server(config: MainConfig) -> int:
         log_startup_error(config, str(exc))
         close_sockets(inherited, unlink_unix=False)
         return 1
+    zone.install(cycle.zones)  # before any fork: workers and cache processes inherit the zones
     # Inherited sockets we do not listen on any more; the old master may still serve unix ones: keep files.
     close_sockets(leftovers, unlink_unix=False)
     set_error_log(cycle.error_log).close()

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from pyginx.config import dns, listen, logs, parsers, ssl, upstream
+from pyginx.config import cache, dns, listen, logs, parsers, ssl, upstream
 from pyginx.config.parsers import (
     Fields,
     Parser,
@@ -236,6 +236,23 @@ DIRECTIVES: tuple[Directive, ...] = (
     _s("proxy_ssl_certificate_key", HTTP_ALL, ssl.one_file("proxy_ssl_certificate_key")),
     _s("proxy_ssl_password_file", HTTP_ALL, ssl.one_file("proxy_ssl_password_file")),
     _s("proxy_ssl_session_reuse", HTTP_ALL, flag("proxy_ssl_session_reuse")),
+    # ---- proxy cache (pyginx/config/cache.py)
+    _d("proxy_cache_path", HTTP, "http", cache.p_proxy_cache_path),
+    _s("proxy_cache", HTTP_ALL, cache.p_proxy_cache),
+    _s("proxy_cache_key", HTTP_ALL, cache.p_proxy_cache_key),
+    _s("proxy_cache_valid", HTTP_ALL, cache.p_proxy_cache_valid),
+    _s("proxy_cache_methods", HTTP_ALL, cache.p_proxy_cache_methods),
+    _s("proxy_cache_min_uses", HTTP_ALL, number("proxy_cache_min_uses", minimum=1)),
+    _s("proxy_cache_bypass", HTTP_ALL, cache.p_proxy_cache_bypass),
+    _s("proxy_no_cache", HTTP_ALL, cache.p_proxy_no_cache),
+    _s("proxy_cache_use_stale", HTTP_ALL, cache.p_proxy_cache_use_stale),
+    _s("proxy_cache_background_update", HTTP_ALL, flag("proxy_cache_background_update")),
+    _s("proxy_cache_lock", HTTP_ALL, flag("proxy_cache_lock")),
+    _s("proxy_cache_lock_timeout", HTTP_ALL, time("proxy_cache_lock_timeout")),
+    _s("proxy_cache_lock_age", HTTP_ALL, time("proxy_cache_lock_age")),
+    _s("proxy_cache_revalidate", HTTP_ALL, flag("proxy_cache_revalidate")),
+    _s("proxy_cache_convert_head", HTTP_ALL, flag("proxy_cache_convert_head")),
+    _s("proxy_ignore_headers", HTTP_ALL, cache.p_proxy_ignore_headers),
     # ---- upstream blocks
     _d("servers", UPS, "upstream", upstream.p_servers),
     _d("least_conn", UPS, "upstream", upstream.p_least_conn),

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pyginx import modules
-from pyginx.config import directives, include, listen, locations, logs, merge, upstream, varcheck
+from pyginx.config import directives, include, listen, locations, logs, merge, upstream, varcheck, zones
 from pyginx.config.directives import Target
 from pyginx.config.model import (
     AccessLog,
@@ -192,13 +192,14 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
     _check_servers(servers, env, warnings)
     _check_ssl_defaults(servers, env)
     http_fields = block.of("http")
-    return Http(
+    http = Http(
         settings=settings,
         servers=tuple(servers),
         upstreams=dict(env.upstreams),
         log_formats=dict(env.log_formats),
         **{k: v for k, v in http_fields.items() if k != "log_formats"},
     )
+    return replace(http, zones=zones.collect(http))
 
 
 def _upstreams(key: YScalar, node: YNode, env: Env, http_settings: Fields) -> None:

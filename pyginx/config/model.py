@@ -181,6 +181,35 @@ class ProxyRedirect:
     rules: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class CachePath:
+    """`proxy_cache_path PATH levels= keys_zone=NAME:SIZE ...` (http). Times in seconds, sizes in bytes."""
+
+    path: str  # absolute, no trailing slash
+    zone: str
+    zone_size: int
+    levels: tuple[int, ...] = ()  # e.g. (1, 2)
+    inactive: float = 600.0
+    max_size: int | None = None  # None = unlimited
+    min_free: int = 0
+    use_temp_path: bool = True
+    manager_files: int = 100
+    manager_sleep: float = 0.05
+    manager_threshold: float = 0.2
+    loader_files: int = 100
+    loader_sleep: float = 0.05
+    loader_threshold: float = 0.2
+    pos: SourcePos | None = None
+
+
+@dataclass(frozen=True)
+class CacheRef:
+    """`proxy_cache NAME`, with where it was written (the zone must be declared by proxy_cache_path)."""
+
+    zone: str
+    pos: SourcePos | None = None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # settings merged down http -> server -> location
 
@@ -333,6 +362,22 @@ class HttpSettings:
     proxy_ssl_certificate_key: TlsFile | None = None
     proxy_ssl_password_file: TlsFile | None = None
     proxy_ssl_session_reuse: bool = True
+    # proxy cache (pyginx/config/cache.py; the runtime is pyginx/cache and handlers/proxy_cache.py)
+    proxy_cache: CacheRef | None = None  # None = off
+    proxy_cache_key: str = "$scheme$proxy_host$request_uri"
+    proxy_cache_valid: tuple[tuple[int, float], ...] = ()  # (status, seconds); status 0 = any
+    proxy_cache_methods: tuple[str, ...] = ("GET", "HEAD")  # GET and HEAD always (nginx)
+    proxy_cache_min_uses: int = 1
+    proxy_cache_bypass: tuple[str, ...] = ()  # templates: any non-empty and not "0" bypasses
+    proxy_no_cache: tuple[str, ...] = ()
+    proxy_cache_use_stale: tuple[str, ...] = ("off",)
+    proxy_cache_background_update: bool = False
+    proxy_cache_lock: bool = False
+    proxy_cache_lock_timeout: float = 5.0
+    proxy_cache_lock_age: float = 5.0
+    proxy_cache_revalidate: bool = False
+    proxy_cache_convert_head: bool = True
+    proxy_ignore_headers: tuple[str, ...] = ()  # lower-case names
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -436,12 +481,24 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class ZoneDecl:
+    """A shared-memory zone the configuration declares (keys_zone=, zone=): created by the master."""
+
+    name: str
+    size: int  # bytes
+    tag: str  # the use: "proxy_cache", "limit_req", ... (one name may not serve two uses)
+    pos: SourcePos | None = None
+
+
+@dataclass(frozen=True)
 class Http:
     settings: HttpSettings
     servers: tuple[Server, ...]
     upstreams: dict[str, Upstream]
     log_formats: dict[str, str]  # name -> template; "combined" always present
     types_hash_max_size: int = 1024
+    zones: tuple[ZoneDecl, ...] = ()  # every shared zone, checked by config/zones.py
+    proxy_cache_paths: tuple[CachePath, ...] = ()
 
 
 @dataclass(frozen=True)

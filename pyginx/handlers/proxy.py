@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from pyginx.config.model import ProxyPass, Upstream
 from pyginx.errors import HttpError, UpstreamError, UpstreamInvalidHeader
+from pyginx.handlers import proxy_cache
 from pyginx.handlers import proxy_headers as ph
 from pyginx.handlers.proxy_plan import Plan, hash_key, plan_for, resolve_upstream
 from pyginx.handlers.proxy_tunnel import Tunnel, switching_head
@@ -94,15 +95,34 @@ def handle(req: Request) -> Awaitable[None] | None:
     here (the common case); a coroutine when something must be awaited first (resolving proxy_pass
     with variables, reading the client's body)."""
     plan = plan_for(req)
+    if plan.settings.proxy_cache is not None:
+        return proxy_cache.handle(req, plan, start_proxy)  # may answer from the cache
     up = plan.upstream
     if up is None:
-        return _handle_resolved(req, plan)
+        return _handle_resolved(req, plan, None)
     return _Proxy(req, plan, plan.pp, up, runtime_for(up)).start()
 
 
-async def _handle_resolved(req: Request, plan: Plan) -> None:
+def start_proxy(
+    req: Request, plan: Plan, cache: proxy_cache.CacheCtx | None, wait: bool
+) -> Awaitable[None] | None:
+    """Proxy `req` with a cache context (proxy_cache.py); wait: return an awaitable lasting until the
+    request is over even when callbacks drive it."""
+    up = plan.upstream
+    if up is None:
+        return _handle_resolved(req, plan, cache)
+    proxy = _Proxy(req, plan, plan.pp, up, runtime_for(up))
+    proxy.cache = cache
+    pending = proxy.start()
+    if pending is None and wait:
+        return proxy.until_done()
+    return pending
+
+
+async def _handle_resolved(req: Request, plan: Plan, cache: proxy_cache.CacheCtx | None = None) -> None:
     up, pp = await resolve_upstream(req, plan)
     proxy = _Proxy(req, plan, pp, up, runtime_for(up))
+    proxy.cache = cache
     pending = proxy.start()
     if pending is not None:
         await pending
@@ -158,6 +178,7 @@ class _Proxy:
         "pool_key",
         "tls_ctx",
         "tls_name",
+        "cache",
     )
 
     def __init__(self, req: Request, plan: Plan, pp: ProxyPass, up: Upstream, rt: UpstreamRuntime) -> None:
@@ -201,6 +222,7 @@ class _Proxy:
         self.armed = False
         self.finished = False
         self.waiter: asyncio.Future[None] | None = None
+        self.cache: proxy_cache.CacheCtx | None = None  # proxy_cache: the request's cache state
 
     # ------------------------------------------------------------------ preparation
 
@@ -275,12 +297,16 @@ class _Proxy:
         host = plan.host_getter(req) if plan.host_getter is not None else ""
         if not host:
             host = self.proxy_host  # nginx: an empty Host from proxy_set_header means $proxy_host
+        client = req.header_list if s.proxy_pass_request_headers else None
+        cache = self.cache
+        if cache is not None:  # no conditionals or ranges upstream, maybe revalidation; HEAD as GET
+            client = cache.upstream_headers(client)
         self.head = plan.head.render(
-            req.method,
+            req.method if cache is None else cache.method,
             self.target,
             host,
             [get(req) for get in plan.set_getters] if plan.set_getters else (),
-            req.header_list if s.proxy_pass_request_headers else None,
+            client,
             self._connection_header(),
             req.headers.get("upgrade") if self.upgrade else None,
             # the usual case of _framing, without the call
@@ -325,7 +351,7 @@ class _Proxy:
             req.log_error("error", f"no live upstreams {CONNECTING}")
             a = self.attempts.add(self.up.name)
             a.status = 502
-            self._fail_response(502)
+            self._fail_response(502, "error")
             return
         self.peer = peer
         self.attempt = self.attempts.add(peer.name)
@@ -428,7 +454,8 @@ class _Proxy:
         self.reused = reused
         self.sent = True
         conn.requests += 1
-        self.parser = ResponseParser(self.s.proxy_buffer_size, head_request=self.req.method == "HEAD")
+        method = self.req.method if self.cache is None else self.cache.method
+        self.parser = ResponseParser(self.s.proxy_buffer_size, head_request=method == "HEAD")
         conn.sink = self
         self.phase = SENDING
         try:
@@ -575,6 +602,15 @@ class _Proxy:
         attempt.status = status = head.status
         if status >= 300 and self._handled_status(status):
             return
+        cache = self.cache
+        if cache is not None:
+            answer = cache.instead_of(status, head)  # a 304 to revalidation, a stale-able status
+            if answer is not None:
+                self._finish_upstream()
+                self._set_vars()
+                self._done()
+                answer()
+                return
         if "x-accel-redirect" in head.names and self._accel_redirect(head.get("x-accel-redirect") or ""):
             return
         if status == 101:
@@ -609,9 +645,13 @@ class _Proxy:
                 head.passed = (plan.drop, headers, encoded)
         if head.reason != _TABLE_REASONS.get(status):
             req.status_line = status_line_for(status, head.reason)  # nginx passes the upstream's
+        if cache is not None:
+            cache.begin_store(status, head)
         if parser.complete and req.method != "HEAD":
             # the whole response is here: one write to the client, the connection back to the pool
             body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if cache is not None:
+                cache.data(body)
             self._finish_upstream()
             self._set_vars()
             self._done()
@@ -624,6 +664,8 @@ class _Proxy:
         req.start(status, headers, length, encoded)
         for piece in pieces:
             req.write(piece)
+            if cache is not None:
+                cache.data(piece)
         self.streaming = True
         self.phase = READING_BODY
         self._pump()
@@ -688,8 +730,11 @@ class _Proxy:
             self._truncated(f"upstream sent invalid chunked response {READING_BODY}")
             return
         write = self.req.write
+        cache = self.cache
         for piece in pieces:
             write(piece)
+            if cache is not None:
+                cache.data(piece)
         self._pump()
 
     def _body_eof(self) -> None:
@@ -710,7 +755,7 @@ class _Proxy:
             self._finish_stream()
         elif parser.error is not None:
             self._truncated(f"upstream sent invalid chunked response {READING_BODY}")
-        elif req.conn.write_paused and not (req.client_closed and self.s.proxy_ignore_client_abort):
+        elif req.conn.write_paused and not (req.client_closed and self._reads_on()):
             # backpressure: no more upstream reading until the client took what it was given
             # (a client gone with proxy_ignore_client_abort on: the rest is read and dropped)
             self._disarm()
@@ -729,7 +774,7 @@ class _Proxy:
         try:
             conn = self.conn
             assert conn is not None
-            if exc is not None and not (self.req.client_closed and self.s.proxy_ignore_client_abort):
+            if exc is not None and not (self.req.client_closed and self._reads_on()):
                 self._client_gone()  # nothing more to send; the upstream connection cannot be reused
                 return
             conn.resume_reading()
@@ -852,7 +897,7 @@ class _Proxy:
         ):
             self._next_try()
             return
-        self._fail_response(final_status(f.condition))
+        self._fail_response(final_status(f.condition), f.condition)
 
     def _truncated(self, message: str) -> None:
         """The body broke after the head went out: the client must see a truncated response, never a
@@ -883,9 +928,13 @@ class _Proxy:
         self._done()
         self.req.fail(exc.status, None)
 
-    def _fail_response(self, status: int) -> None:
+    def _fail_response(self, status: int, condition: str) -> None:
+        stale = self.cache.stale_on_failure(condition) if self.cache is not None else None
         self._set_vars()
         self._done()
+        if stale is not None:
+            stale()  # proxy_cache_use_stale: the expired entry instead of the error
+            return
         self.req.send_error(status)
 
     def _set_vars(self) -> None:
@@ -894,11 +943,18 @@ class _Proxy:
 
     # ------------------------------------------------------------------ the request's end
 
+    def _reads_on(self) -> bool:
+        """Whether a response is read to its end when the client has gone: proxy_ignore_client_abort,
+        or a response being stored in the cache (nginx keeps reading a cacheable one)."""
+        return self.s.proxy_ignore_client_abort or (self.cache is not None and self.cache.storing)
+
     def _client_closed(self) -> None:
         """The core's hook: the client went away. nginx (without proxy_ignore_client_abort) closes the
         upstream connection at once and logs 499 (the core's status for an unanswered request)."""
         if not self.phase or self.finished:
             return  # no upstream activity: the body reader or the tunnel notices
+        if self.cache is not None and self.cache.storing:
+            return  # read on into the cache; the client's writes go nowhere
         self.req.log_error(
             "info",
             "epoll_wait() reported that client prematurely closed connection, "
@@ -912,6 +968,8 @@ class _Proxy:
         call may start another handler for it (error_page, X-Accel-Redirect)."""
         self.finished = True
         req = self.req
+        if self.cache is not None:  # commit a complete cache entry, else drop it; release the lock
+            self.cache.close(self.parser is not None and self.parser.complete)
         if req.on_client_closed == self._client_closed:  # _unhook, without the call
             req.on_client_closed = None
         w = self.waiter

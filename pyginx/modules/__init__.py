@@ -8,13 +8,14 @@ and pyginx.module at their top; runtime code (handlers/, upstream/) is imported 
 from __future__ import annotations
 
 from pyginx.module import Module
-from pyginx.modules import proxy, rewrite, static, try_files
+from pyginx.modules import gzip, proxy, rewrite, static, try_files
 
 ALL: tuple[Module, ...] = (
     rewrite.MODULE,
     try_files.MODULE,
     proxy.MODULE,
     static.MODULE,
+    gzip.MODULE,  # output filter: compression (gzip, brotli, zstd)
 )
 
 

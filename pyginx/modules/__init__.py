@@ -8,10 +8,13 @@ and pyginx.module at their top; runtime code (handlers/, upstream/) is imported 
 from __future__ import annotations
 
 from pyginx.module import Module
-from pyginx.modules import gzip, proxy, rewrite, static, try_files
+from pyginx.modules import access, auth_basic, auth_request, gzip, proxy, rewrite, static, try_files
 
 ALL: tuple[Module, ...] = (
     rewrite.MODULE,
+    access.MODULE,  # the access phase: allow/deny, satisfy; runs the two below
+    auth_basic.MODULE,
+    auth_request.MODULE,
     try_files.MODULE,
     proxy.MODULE,
     static.MODULE,

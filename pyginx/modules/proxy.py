@@ -24,6 +24,9 @@ def _upstream_header(name: str) -> Getter:
     key = name.replace("_", "-")
 
     def get(req: Request) -> str:
+        if req.upstream_vars is not None:  # the proxy's variables wait there until first read
+            req.vars.update(req.upstream_vars())
+            req.upstream_vars = None
         headers = req.vars.get("upstream_headers_raw")
         if not headers:
             return ""

@@ -170,7 +170,7 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
                 content_type = value
         if not types_any and content_type.partition(";")[0].strip().lower() not in types:
             return status, headers, length
-        if vary:
+        if vary and ("Vary", "Accept-Encoding") not in headers:  # gzip_static may have marked it
             headers = [*headers, ("Vary", "Accept-Encoding")]
         ae = req.headers.get("accept-encoding")
         if ae is None:

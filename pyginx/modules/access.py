@@ -95,7 +95,9 @@ def _p_access(val: Val, env: Env) -> Fields:
     for entry in val.entries():
         args = entry.args()
         if len(args) != 2 or args[0].text not in ("allow", "deny"):
-            raise entry.error(f'invalid rule in "access" directive: expected "allow X" or "deny X"', entry.line)
+            raise entry.error(
+                'invalid rule in "access" directive: expected "allow X" or "deny X"', entry.line
+            )
         rules.append(parse_rule(args[0].text == "deny", args[1], val))
     return {"rules": tuple(rules)}
 
@@ -200,7 +202,9 @@ def _handler(checks: tuple[Check, ...], satisfy_any: bool) -> PhaseHandler:
         deny(req, remembered)
         return DONE
 
-    async def rest(req: Request, pending: Awaitable[Verdict], i: int, remembered: Verdict | None) -> bool | None:
+    async def rest(
+        req: Request, pending: Awaitable[Verdict], i: int, remembered: Verdict | None
+    ) -> bool | None:
         got: Verdict | Awaitable[Verdict] = pending
         while True:
             verdict = got if isinstance(got, tuple) else await got

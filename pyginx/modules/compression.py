@@ -17,7 +17,17 @@ from email.utils import mktime_tz, parsedate_tz
 BodyFilter = Callable[[bytes, bool], bytes]
 
 # gzip_proxied's flags (NGX_HTTP_GZIP_PROXIED_*)
-PROXIED_FLAGS = ("off", "expired", "no-cache", "no-store", "private", "no_last_modified", "no_etag", "auth", "any")
+PROXIED_FLAGS = (
+    "off",
+    "expired",
+    "no-cache",
+    "no-store",
+    "private",
+    "no_last_modified",
+    "no_etag",
+    "auth",
+    "any",
+)
 
 
 def msie6(agent: str) -> bool:

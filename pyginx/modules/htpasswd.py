@@ -75,7 +75,8 @@ def apr1(password: bytes, salt: bytes, magic: bytes = b"$apr1$") -> str:
         final = c.digest()
     f = final
     out = "".join(
-        _to64((f[a] << 16) | (f[b] << 8) | f[c], 4) for a, b, c in ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5))
+        _to64((f[a] << 16) | (f[b] << 8) | f[c], 4)
+        for a, b, c in ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5))
     )
     out += _to64(f[11], 2)
     return f"{magic.decode()}{salt.decode('latin-1')}${out}"

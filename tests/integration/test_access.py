@@ -152,7 +152,10 @@ def _users(path: Path, text: str) -> None:
 def server(tmp_path_factory: pytest.TempPathFactory, auth_service: str) -> Iterator[Pyginx]:
     p = Pyginx(tmp_path_factory.mktemp("access"))
     # alice: $apr1$ (openssl passwd -apr1 -salt abcdefgh builder), bob: {PLAIN}
-    _users(p.prefix / "conf" / "htpasswd", "# staff\nalice:$apr1$abcdefgh$LIQepOrDnCPxfpon9ueYt0\nbob:{PLAIN}pw\n")
+    _users(
+        p.prefix / "conf" / "htpasswd",
+        "# staff\nalice:$apr1$abcdefgh$LIQepOrDnCPxfpon9ueYt0\nbob:{PLAIN}pw\n",
+    )
     p.write_config(_config(p.port, auth_service, free_port()))
     try:
         p.start()
@@ -171,7 +174,9 @@ def _status(server: Pyginx, target: str, headers: dict[str, str] | None = None) 
 
 
 def _logged(server: Pyginx, text: str) -> str:
-    return wait_for(lambda: next((line for line in server.error_log().splitlines() if text in line), ""), 5, text)
+    return wait_for(
+        lambda: next((line for line in server.error_log().splitlines() if text in line), ""), 5, text
+    )
 
 
 def test_allow_deny_in_order(server: Pyginx) -> None:
@@ -223,7 +228,10 @@ def test_user_file_changes_are_seen_by_every_worker(server: Pyginx) -> None:
     htpasswd = server.prefix / "conf" / "htpasswd"
     before = htpasswd.read_text()
     try:
-        _users(htpasswd, "dave:{SHA}" + base64.b64encode(__import__("hashlib").sha1(b"new").digest()).decode() + "\n")
+        _users(
+            htpasswd,
+            "dave:{SHA}" + base64.b64encode(__import__("hashlib").sha1(b"new").digest()).decode() + "\n",
+        )
         for _ in range(6):  # new connections: both workers answer some
             assert _status(server, "/basic/index.html", _basic("dave", "new")) == 200
             assert _status(server, "/basic/index.html", _basic("bob", "pw")) == 401

@@ -109,7 +109,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, origin: Origin) -> Iterator
         p.cleanup()
 
 
-def raw(port: int, target: str, headers: dict[str, str] | None = None, method: str = "GET", version: str = "1.1") -> tuple[int, dict[str, str], bytes]:
+def raw(
+    port: int, target: str, headers: dict[str, str] | None = None, method: str = "GET", version: str = "1.1"
+) -> tuple[int, dict[str, str], bytes]:
     """One request on its own connection; the body read to the close, de-chunked."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         head = f"{method} {target} HTTP/{version}\r\nHost: localhost\r\nConnection: close\r\n"
@@ -287,7 +289,9 @@ def nginx_port(server: Pyginx) -> Iterator[int]:
     port = free_port()
     conf = root / "conf" / "nginx.conf"
     conf.write_text(_nginx_conf(root, port))
-    subprocess.run([NGINX, "-p", str(root), "-c", str(conf), "-e", str(root / "logs" / "nginx-error.log")], check=True)
+    subprocess.run(
+        [NGINX, "-p", str(root), "-c", str(conf), "-e", str(root / "logs" / "nginx-error.log")], check=True
+    )
     pid_file = root / "logs" / "nginx.pid"
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 10, "nginx to start"))
     try:
@@ -346,10 +350,18 @@ def test_same_answers_as_nginx(server: Pyginx, nginx_port: int) -> None:
     for method, target, headers in CASES:
         want_s, want_h, want_b = raw(nginx_port, target, headers, method=method)
         got_s, got_h, got_b = raw(server.port, target, headers, method=method)
-        want = (want_s, {k: want_h.get(k) for k in COMPARED}, re.sub(rb"nginx/[\d.]+", b"S", _decoded(want_h, want_b)))
+        want = (
+            want_s,
+            {k: want_h.get(k) for k in COMPARED},
+            re.sub(rb"nginx/[\d.]+", b"S", _decoded(want_h, want_b)),
+        )
         if target.startswith("/pre/") and "content-encoding" in got_h and _nginx_version() < (1, 23, 0):
             got_h.pop("accept-ranges", None)  # gzip_static answers ranges since nginx 1.23, as pyginx
-        got = (got_s, {k: got_h.get(k) for k in COMPARED}, _decoded(got_h, got_b).replace(b"pyginx/0.1.0", b"S"))
+        got = (
+            got_s,
+            {k: got_h.get(k) for k in COMPARED},
+            _decoded(got_h, got_b).replace(b"pyginx/0.1.0", b"S"),
+        )
         if want != got:
             differences.append(f"{method} {target} {headers}:\n  nginx : {want[:2]}\n  pyginx: {got[:2]}")
     assert not differences, "\n".join(differences)

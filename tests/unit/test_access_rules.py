@@ -80,7 +80,8 @@ def test_missing_user_file_is_not_a_load_error(tmp_path: Path) -> None:
 
 def test_auth_request_set_defines_its_variable(tmp_path: Path) -> None:
     loc, _ = _load(
-        tmp_path, "auth_request: /auth\nauth_request_set: {$user: $upstream_http_x_user}\nadd_header: {X-U: $user}"
+        tmp_path,
+        "auth_request: /auth\nauth_request_set: {$user: $upstream_http_x_user}\nadd_header: {X-U: $user}",
     )
     conf: AuthRequestConf = loc.conf("auth_request")
     assert conf.uri == "/auth" and conf.sets == (("user", "$upstream_http_x_user"),)

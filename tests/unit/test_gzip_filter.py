@@ -160,7 +160,10 @@ def _error(tmp_path: Path, location: str) -> str:
         ("gzip_comp_level: x", '"gzip_comp_level" directive invalid number'),
         ("gzip_http_version: '2.0'", 'invalid value "2.0"'),
         ("gzip_proxied: foo", 'invalid value "foo"'),
-        ("gzip_disable: '('", 'pcre2_compile() failed: missing ), unterminated subpattern at position 0 in "("'),
+        (
+            "gzip_disable: '('",
+            'pcre2_compile() failed: missing ), unterminated subpattern at position 0 in "("',
+        ),
         ("gzip_buffers: 4", 'invalid number of arguments in "gzip_buffers" directive'),
         ("gzip_min_length: abc", 'invalid value "abc" in "gzip_min_length" directive'),
         ("gzip: maybe", 'invalid value "maybe" in "gzip" directive, it must be "on" or "off"'),
@@ -242,7 +245,12 @@ def test_filter_compresses_and_rewrites_the_head(tmp_path: Path) -> None:
         (200, [("Content-Type", "text/html")], 5000, {"headers": {}}),
         (200, [("Content-Type", "text/html")], 5000, {"headers": {"accept-encoding": "gzip;q=0"}}),
         (200, [("Content-Type", "text/html")], 5000, {"http_minor": 0}),
-        (200, [("Content-Type", "text/html")], 5000, {"headers": {"accept-encoding": "gzip", "via": "1.1 x"}}),
+        (
+            200,
+            [("Content-Type", "text/html")],
+            5000,
+            {"headers": {"accept-encoding": "gzip", "via": "1.1 x"}},
+        ),
         (200, [("Content-Type", "text/html")], 5000, {"error_status": 502}),  # error_page to a file
     ],
 )

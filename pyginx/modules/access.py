@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from pyginx.http.request import Request
 
 _ALL: frozenset[Context] = frozenset({"http", "server", "location"})
-_RULE_CONTEXTS: frozenset[Context] = _ALL | {"if"}  # nginx: NGX_HTTP_LIF_CONF for allow/deny
-_LIMIT_CONTEXTS: frozenset[Context] = _ALL
 
 # ---------------------------------------------------------------------------------------------------
 # verdicts of one access check
@@ -261,10 +259,10 @@ MODULE = Module(
     conf=AccessConf,
     directives=(
         # ---- access: allow / deny (ngx_http_access_module), the ordered form, satisfy
-        ModuleDirective("allow", _RULE_CONTEXTS, _p_allow, ordered=True),
-        ModuleDirective("deny", _RULE_CONTEXTS, _p_deny, ordered=True),
-        ModuleDirective("access", _RULE_CONTEXTS, _p_access, ordered=True),
-        ModuleDirective("satisfy", _LIMIT_CONTEXTS, _p_satisfy),
+        ModuleDirective("allow", _ALL, _p_allow, ordered=True),
+        ModuleDirective("deny", _ALL, _p_deny, ordered=True),
+        ModuleDirective("access", _ALL, _p_access, ordered=True),
+        ModuleDirective("satisfy", _ALL, _p_satisfy),
     ),
     plan=_plan,
 )

@@ -64,7 +64,11 @@ def _p_user_file(val: Val, env: Env) -> Fields:
 
 
 def remote_user(req: Request) -> str:
-    creds = htpasswd.basic_credentials(req.headers.get("authorization"))
+    """$remote_user: the user of any Basic credentials, checked or not (nginx's variable)."""
+    authorization = req.headers.get("authorization")
+    if authorization is None:  # the usual case, for every line of the combined log format
+        return ""
+    creds = htpasswd.basic_credentials(authorization)
     return creds[0] if creds is not None else ""
 
 
@@ -124,8 +128,8 @@ MODULE = Module(
     conf=AuthBasicConf,
     directives=(
         # ---- auth_basic (ngx_http_auth_basic_module)
-        ModuleDirective("auth_basic", _ALL | {"if"}, _p_auth_basic),
-        ModuleDirective("auth_basic_user_file", _ALL | {"if"}, _p_user_file),
+        ModuleDirective("auth_basic", _ALL, _p_auth_basic),
+        ModuleDirective("auth_basic_user_file", _ALL, _p_user_file),
     ),
     variables={"remote_user": remote_user},
 )

@@ -72,6 +72,13 @@ def remote_user(req: Request) -> str:
     return creds[0] if creds is not None else ""
 
 
+def _loggable(user: str) -> str:
+    """A client-chosen name in the error log: control characters as \\xHH (no forged log lines)."""
+    if user.isprintable():
+        return user
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02X}" for c in user)
+
+
 def check_for(settings: HttpSettings) -> Check | None:
     """The location's auth_basic check, or None when it has none."""
     conf: AuthBasicConf = settings.conf(MODULE.name)
@@ -93,6 +100,7 @@ def check_for(settings: HttpSettings) -> Check | None:
             req.log_error("info", "no user/password was provided for basic authentication")
             return challenge
         user, password = creds
+        shown = _loggable(user)
         path = file_of(req)
         if not os.path.isabs(path):
             path = os.path.join(conf_dir or os.getcwd(), path)
@@ -108,16 +116,16 @@ def check_for(settings: HttpSettings) -> Check | None:
             return (500, ())
         stored = users.get(user)
         if stored is None:
-            req.log_error("error", f'user "{user}" was not found in "{path}"')
+            req.log_error("error", f'user "{shown}" was not found in "{path}"')
             return challenge
         try:
             ok = htpasswd.verify(password, stored)
         except htpasswd.SchemeError as exc:
-            req.log_error("error", f'cannot check the password of user "{user}": {exc}')
+            req.log_error("error", f'cannot check the password of user "{shown}": {exc}')
             return (500, ())
         if ok:
             return (0, ())
-        req.log_error("error", f'user "{user}": password mismatch')
+        req.log_error("error", f'user "{shown}": password mismatch')
         return challenge
 
     return check

@@ -149,6 +149,7 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
     if not offered:
         return None
     from pyginx.handlers.static import gzip_accepted
+    from pyginx.http.subrequest import SubRequest
 
     levels = {"br": conf.brotli_comp_level, "zstd": conf.zstd_comp_level, "gzip": conf.comp_level}
     only_gzip = offered == ("gzip",)
@@ -159,7 +160,7 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
         req: Request, status: int, headers: list[tuple[str, str]], length: int | None
     ) -> tuple[int, list[tuple[str, str]], int | None]:
         effective = req.error_status if req.error_status and status == 200 else status
-        if effective not in _STATUSES or (length is not None and length < min_length):
+        if effective not in _STATUSES or isinstance(req, SubRequest):  # nginx: r != r->main or (length is not None and length < min_length):
             return status, headers, length
         content_type = ""
         for name, value in headers:

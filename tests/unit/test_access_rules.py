@@ -122,3 +122,10 @@ def test_no_match_declines_and_host_bits_are_masked() -> None:
     assert access.first_match(_rule_list("allow 10.0.0.1/8"), "10.9.9.9") is not None
     assert access.first_match(_rule_list("deny 10.0.0.0/8"), "192.0.2.1") is None
     assert access.first_match(_rule_list("deny 10.0.0.0/8"), "unix:") is None
+
+
+def test_user_names_are_logged_without_control_characters() -> None:
+    from pyginx.modules.auth_basic import _loggable
+
+    assert _loggable("été") == "été"
+    assert _loggable('a\nb"') == 'a\\x0Ab"'

@@ -160,7 +160,9 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
         req: Request, status: int, headers: list[tuple[str, str]], length: int | None
     ) -> tuple[int, list[tuple[str, str]], int | None]:
         effective = req.error_status if req.error_status and status == 200 else status
-        if effective not in _STATUSES or isinstance(req, SubRequest):  # nginx: r != r->main or (length is not None and length < min_length):
+        if effective not in _STATUSES or (length is not None and length < min_length):
+            return status, headers, length
+        if isinstance(req, SubRequest):  # nginx's gzip_ok: r != r->main
             return status, headers, length
         content_type = ""
         for name, value in headers:

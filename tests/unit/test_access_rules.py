@@ -129,3 +129,15 @@ def test_user_names_are_logged_without_control_characters() -> None:
 
     assert _loggable("été") == "été"
     assert _loggable('a\nb"') == 'a\\x0Ab"'
+
+
+def test_a_location_without_access_or_compression_runs_nothing_of_them(tmp_path: Path) -> None:
+    from pyginx.http.phases import Plan
+
+    guarded, plain = _load(tmp_path, "allow: 127.0.0.1\ngzip: true\nauth_basic: x\nauth_basic_user_file: f")
+    plan = Plan(plain, "location")
+    assert plan.after == () and plan.filters is None  # the static content handler alone
+    plan = Plan(guarded, "location")
+    assert len(plan.after) == 1 and plan.filters is not None and [f.name for f in plan.filters] == ["gzip"]
+    off, _ = _load(tmp_path, "auth_basic: 'off'\nauth_basic_user_file: f\nauth_request: 'off'")
+    assert Plan(off, "location").after == ()

@@ -18,6 +18,9 @@ SMALL = "small.bin"  # 1 KiB
 LARGE = "large.bin"  # 1 MiB
 SMALL_SIZE = 1024
 LARGE_SIZE = 1024 * 1024
+GZIP_TEXT = "gz/text64k.txt"  # 64 KiB of compressible text, served gzipped at level 1 (the gzip scenario)
+GZIP_TEXT_SIZE = 64 * 1024
+GZIP_LEVEL = 1  # nginx's default gzip_comp_level
 
 MAX_NOFILE = 65536  # worker_rlimit_nofile, unless the hard limit is lower (a container may forbid more)
 MAX_WORKER_CONNECTIONS = 16384  # room for the 10,000 idle connections plus the rest
@@ -86,6 +89,20 @@ def write_files(layout: Layout) -> None:
     (layout.www / SMALL).write_bytes(small)
     (layout.www / LARGE).write_bytes(large)
     (layout.origin_www / SMALL).write_bytes(small)
+    (layout.www / "gz").mkdir(exist_ok=True)
+    (layout.www / GZIP_TEXT).write_bytes(gzip_text())
+
+
+def gzip_text() -> bytes:
+    """Deterministic text that compresses like prose and markup do (about 4:1), not like a repeat."""
+    words = [w.encode() for w in "the server answers each request with headers a body and a status line".split()]
+    out, state = bytearray(), 12345
+    while len(out) < GZIP_TEXT_SIZE:
+        state = (state * 1103515245 + 12345) & 0x7FFFFFFF
+        out += words[state % len(words)] + (b"\n" if state % 11 == 0 else b" ")
+        if state % 97 == 0:
+            out += b"%d " % (state % 100000)
+    return bytes(out[:GZIP_TEXT_SIZE])
 
 
 def pyginx_config(layout: Layout, ports: Ports, origin_port: int, lim: Limits) -> Path:
@@ -138,6 +155,10 @@ http:
           proxy_cache: bench
           proxy_cache_valid: 200 10m
           proxy_cache_bypass: "1"
+        - location: /gz/
+          gzip: true
+          gzip_comp_level: {GZIP_LEVEL}
+          gzip_types: application/octet-stream
 
     - listen: 127.0.0.1:{ports.logged} backlog={BACKLOG}
       root: {layout.www}
@@ -217,6 +238,11 @@ http {{
             proxy_cache bench;
             proxy_cache_valid 200 10m;
             proxy_cache_bypass 1;
+        }}
+        location /gz/ {{
+            gzip on;
+            gzip_comp_level {GZIP_LEVEL};
+            gzip_types application/octet-stream;
         }}
     }}
 

@@ -175,9 +175,13 @@ def comm(pid: int) -> bytes:
         return b""
 
 
-def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
-    """A minimal HTTP/1.1 GET with Connection: close; (0, {}, b"") when nothing answers."""
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+def http_get(
+    port: int, path: str, timeout: float = 2.0, headers: tuple[tuple[str, str], ...] = ()
+) -> tuple[int, dict[str, str], bytes]:
+    """A minimal HTTP/1.1 GET with Connection: close; (0, {}, b"") when nothing answers. A chunked
+    body comes back de-chunked."""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{extra}\r\n".encode()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(request)
@@ -192,8 +196,22 @@ def http_get(port: int, path: str, timeout: float = 2.0) -> tuple[int, dict[str,
         status = int(lines[0].split()[1])
     except (IndexError, ValueError):
         return 0, {}, b""
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return status, headers, body
+    got = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if got.get("transfer-encoding") == "chunked":
+        body = dechunk(body)
+    return status, got, body
+
+
+def dechunk(data: bytes) -> bytes:
+    out = bytearray()
+    while data:
+        size, _, rest = data.partition(b"\r\n")
+        n = int(size.split(b";")[0] or b"0", 16)
+        if n == 0:
+            break
+        out += rest[:n]
+        data = rest[n + 2 :]
+    return bytes(out)
 
 
 def http_status(port: int, path: str) -> int:

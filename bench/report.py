@@ -43,6 +43,12 @@ Key = Callable[[Run], float]
 CLIENT_BOUND = 0.9  # wrk's CPU share above which a run measured the client more than the server
 
 
+def cpu_per_request(run: Run) -> float:
+    """The worker's CPU time per request in µs (server_cpu is CPU seconds per second of the run)."""
+    w = run.wrk
+    return run.server_cpu * w.duration_s / w.requests * 1e6 if w.requests else math.nan
+
+
 def per_server(runs: list[Run], server: str, key: Key, variant: str = "") -> list[float]:
     return [key(r) for r in runs if r.server == server and r.variant == variant]
 
@@ -81,6 +87,9 @@ def summarize_load(outcome: Outcome) -> Summary:
     ratios = round_ratios(outcome.runs, key)
     ratio = median(ratios)
     extra, per_cpu = "", times(median(round_ratios(outcome.runs, efficiency(key))))
+    if scenario.name == "gzip":
+        cpu = [median(per_server(outcome.runs, s, cpu_per_request)) for s in SERVERS]
+        extra = f"CPU/request {cpu[0]:,.0f} µs vs {cpu[1]:,.0f} µs"
     if scenario.target.metric == "p99":
         rps = [median(per_server(outcome.runs, s, METRICS["rps"][2])) for s in SERVERS]
         extra = f"req/s {rps[0]:,.0f} vs {rps[1]:,.0f}"

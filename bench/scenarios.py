@@ -1,4 +1,4 @@
-"""The six scenarios of issue 6 and how each is measured.
+"""The scenarios (issue 6's six, and issue 15's gzip) and how each is measured.
 
 Load scenarios run wrk against pyginx and nginx in alternating rounds (A B, B A, A B, ...) after a
 warm-up, so that a drift of the machine (other work, thermal state) lands on both servers alike; the
@@ -8,6 +8,7 @@ servers afresh, so that no scenario inherits another's heap (it matters most for
 
 from __future__ import annotations
 
+import gzip
 import os
 import select
 import statistics
@@ -56,6 +57,7 @@ class Scenario:
     target: Target
     path: str = "/" + configs.SMALL
     connections: int = 50
+    headers: tuple[tuple[str, str], ...] = ()  # request headers wrk sends
 
 
 SCENARIOS = (
@@ -82,6 +84,15 @@ SCENARIOS = (
     Scenario("idle", "idle keep-alive conns (memory)", "idle", Target("kib_per_conn", 4.0, False)),
     Scenario(
         "accesslog", "1 KiB file, access log on, 50 conns", "accesslog", Target("log_cost", 0.15, False)
+    ),
+    # Both compress with zlib at the same level; the report adds the worker's CPU per request.
+    Scenario(
+        "gzip",
+        f"64 KiB text gzipped (level {configs.GZIP_LEVEL}), 50 conns",
+        "load",
+        Target("rps", 0.5, True),
+        "/" + configs.GZIP_TEXT,
+        headers=(("Accept-Encoding", "gzip"),),
     ),
 )
 
@@ -221,7 +232,11 @@ def rounds_order(index: int) -> tuple[str, ...]:
 def measure(bench: Bench, server: procs.Server, port: int, scenario: Scenario, duration: float) -> Run:
     """One wrk run against `server` on `port`, with the worker's CPU use over the same time."""
     job = wrkrun.WrkJob(
-        f"http://127.0.0.1:{port}{scenario.path}", scenario.connections, duration, bench.client_threads()
+        f"http://127.0.0.1:{port}{scenario.path}",
+        scenario.connections,
+        duration,
+        bench.client_threads(),
+        headers=scenario.headers,
     )
     assert server.worker is not None
     snapshot, worker = procs.cpu_snapshot(), procs.cpu_seconds(server.worker)
@@ -382,8 +397,12 @@ def check_responses(bench: Bench, servers: dict[str, procs.Server], scenario: Sc
     for name in SERVERS:
         ports = bench.ports[name]
         for port in (ports.main, ports.logged) if scenario.kind == "accesslog" else (ports.main,):
-            status, _, body = procs.http_get(port, scenario.path)
+            status, headers, body = procs.http_get(port, scenario.path, headers=scenario.headers)
             servers[name].check_alive()
+            if headers.get("content-encoding") == "gzip":
+                body = gzip.decompress(body)
+            elif scenario.headers:
+                raise RuntimeError(f"{name} did not compress {scenario.path} on port {port}")
             if status != 200 or body != expected:
                 raise RuntimeError(
                     f"{name} answered {scenario.path} on port {port} with {status}, {len(body)} bytes"
@@ -391,8 +410,10 @@ def check_responses(bench: Bench, servers: dict[str, procs.Server], scenario: Sc
 
 
 def expected_body(bench: Bench, path: str) -> bytes:
+    if not path.startswith("/proxy/"):
+        return (bench.layout.www / path.lstrip("/")).read_bytes()
     name = path.rsplit("/", 1)[-1]
-    root = bench.layout.origin_www if path.startswith("/proxy/") else bench.layout.www
+    root = bench.layout.origin_www
     return (root / name).read_bytes()
 
 

@@ -103,7 +103,8 @@ class WrkJob:
     connections: int
     duration_s: float
     threads: int = 1
-    timeout_s: float = 5.0  # a response slower than this counts as a socket error (timeout)
+    timeout_s: float = 5.0
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request (Accept-Encoding for gzip)  # a response slower than this counts as a socket error (timeout)
 
 
 def command(job: WrkJob, script: Path, cpus: str | None) -> list[str]:
@@ -115,6 +116,7 @@ def command(job: WrkJob, script: Path, cpus: str | None) -> list[str]:
         f"-d{job.duration_s:g}s",
         f"--timeout={job.timeout_s:g}s",
         "--latency",
+        *(arg for name, value in job.headers for arg in ("-H", f"{name}: {value}")),
         "-s",
         str(script),
         job.url,

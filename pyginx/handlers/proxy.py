@@ -21,6 +21,7 @@ pyginx.handlers.proxy_headers); this module is the I/O glue and nginx's error-lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 from collections.abc import Awaitable
@@ -40,7 +41,7 @@ from pyginx.upstream.attempts import Attempt, Attempts, final_status, may_retry,
 from pyginx.upstream.balancer import Peer, PeerState, Selection
 from pyginx.upstream.deadlines import Deadlines, deadlines
 from pyginx.upstream.pool import UpstreamConnection, open_connection
-from pyginx.upstream.response import ResponseParser
+from pyginx.upstream.response import ResponseHead, ResponseParser
 from pyginx.upstream.runtime import UpstreamRuntime, runtime_for
 
 if TYPE_CHECKING:
@@ -59,6 +60,12 @@ CONNECTING = "while connecting to upstream"
 SENDING = "while sending request to upstream"
 READING_HEAD = "while reading response header from upstream"
 READING_BODY = "while reading upstream"
+
+
+def _with_head(attempts: Attempts, head: ResponseHead) -> dict[str, str]:
+    out = attempts.variables()
+    out["upstream_headers_raw"] = "\r\n".join(f"{k}: {v}" for k, v in head.headers)
+    return out
 
 
 class _Fail(Exception):
@@ -939,7 +946,12 @@ class _Proxy:
 
     def _set_vars(self) -> None:
         # $upstream_*, as they stand now: computed only if something reads them (variables._fallback)
-        self.req.upstream_vars = self.attempts.variables
+        parser = self.parser
+        head = parser.head if parser is not None else None
+        if head is None:
+            self.req.upstream_vars = self.attempts.variables
+        else:  # and the response head, for $upstream_http_* (pyginx/modules/proxy.py)
+            self.req.upstream_vars = functools.partial(_with_head, self.attempts, head)
 
     # ------------------------------------------------------------------ the request's end
 

@@ -472,13 +472,14 @@ def _gzip_quantity(q: str) -> int:
 
 
 def _gzip_ok(req: Request) -> bool:
-    """ngx_http_gzip_ok with nginx's defaults: gzip_http_version 1.1, gzip_proxied off."""
+    """ngx_http_gzip_ok: Accept-Encoding, then gzip_http_version, gzip_disable and gzip_proxied as
+    the gzip module's settings for the location say (pyginx/modules/gzip.py)."""
     ae = req.headers.get("accept-encoding")
     if ae is None or not gzip_accepted(ae):
         return False
-    if req.http_minor < 1:
-        return False
-    return "via" not in req.headers
+    from pyginx.modules import gzip
+
+    return gzip.request_ok(req, req.settings.conf(gzip.MODULE.name), [])
 
 
 def _file(ctx: _Ctx) -> Awaitable[None] | None:

@@ -224,7 +224,6 @@ BUILTIN: dict[str, Getter] = {
     "document_root": _document_root,
     "realpath_root": lambda r: os.path.realpath(r.settings.root),
     "request_filename": _request_filename,
-    "remote_user": lambda r: "",
     "nginx_version": lambda r: "1.31.0",
     "pyginx_version": lambda r: __version__,
     "request_body": lambda r: r.body_text(),
@@ -261,6 +260,7 @@ PREFIXES: dict[str, Callable[[str], Getter]] = {
 RUNTIME_NAMES = frozenset(
     {
         "upstream_addr",
+        "upstream_cache_status",  # set by the proxy cache (handlers/proxy_cache.py)
         "upstream_status",
         "upstream_response_time",
         "upstream_connect_time",

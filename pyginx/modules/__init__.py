@@ -8,15 +8,33 @@ and pyginx.module at their top; runtime code (handlers/, upstream/) is imported 
 from __future__ import annotations
 
 from pyginx.module import Module
-from pyginx.modules import empty_gif, geo, map, proxy, readiness, rewrite, split_clients, static, try_files
+from pyginx.modules import (
+    access,
+    auth_basic,
+    auth_request,
+    empty_gif,
+    geo,
+    gzip,
+    map,
+    proxy,
+    readiness,
+    rewrite,
+    split_clients,
+    static,
+    try_files,
+)
 
 ALL: tuple[Module, ...] = (
     rewrite.MODULE,
+    access.MODULE,  # the access phase: allow/deny, satisfy; runs the two below
+    auth_basic.MODULE,
+    auth_request.MODULE,
     try_files.MODULE,
     empty_gif.MODULE,
     readiness.MODULE,
     proxy.MODULE,
     static.MODULE,
+    gzip.MODULE,  # output filter: compression (gzip, brotli, zstd)
     # configuration-defined variables (no phase handlers)
     map.MODULE,
     geo.MODULE,

@@ -261,6 +261,7 @@ PREFIXES: dict[str, Callable[[str], Getter]] = {
 RUNTIME_NAMES = frozenset(
     {
         "upstream_addr",
+        "upstream_cache_status",  # set by the proxy cache (handlers/proxy_cache.py)
         "upstream_status",
         "upstream_response_time",
         "upstream_connect_time",

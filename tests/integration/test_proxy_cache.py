@@ -4,6 +4,8 @@ faults (a damaged file, an unwritable cache)."""
 
 from __future__ import annotations
 
+import json
+
 import hashlib
 import http.client
 import os
@@ -234,6 +236,7 @@ def test_hit_after_restart_and_reload(pyginx: Pyginx, origin: Origin) -> None:
 
 
 def test_a_damaged_file_is_discarded_and_refetched(pyginx: Pyginx, origin: Origin) -> None:
+    pyginx.allow = ("is truncated",)  # nginx logs a damaged cache file at crit, as here
     pyginx.write_config(cache_config(pyginx, origin))
     pyginx.start()
     _, _, body = request(pyginx.port, "/d")
@@ -241,11 +244,20 @@ def test_a_damaged_file_is_discarded_and_refetched(pyginx: Pyginx, origin: Origi
     data = path.read_bytes()
     path.write_bytes(data[:-3])  # truncated
     status, h, again = request(pyginx.port, "/d")
-    assert status == 200 and h["x-cache"] == "MISS" and again == body
+    # the refetch is the origin's answer again (its "conn" counter may differ: without `keepalive`
+    # each upstream request has its own connection)
+    assert status == 200 and h["x-cache"] == "MISS"
+    assert _without_conn(again) == _without_conn(body)
     assert len(origin.seen("/d")) == 2
     assert "is truncated" in pyginx.error_log()
     assert request(pyginx.port, "/d")[1]["x-cache"] == "HIT"
-    pyginx.allow = ("is truncated",)
+
+
+def _without_conn(body: bytes) -> dict[str, object]:
+    answer = json.loads(body)
+    assert isinstance(answer, dict)
+    answer.pop("conn", None)
+    return answer
 
 
 def test_an_unwritable_cache_serves_uncached_and_logs_once(pyginx: Pyginx, origin: Origin) -> None:

@@ -4,10 +4,9 @@ faults (a damaged file, an unwritable cache)."""
 
 from __future__ import annotations
 
-import json
-
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import signal

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import proxy_micro as pm  # noqa: E402
 
 from pyginx import zone  # noqa: E402
-from pyginx.cycle import zone_requests  # noqa: E402
+from pyginx.process.cycle import zone_requests  # noqa: E402
 
 
 def setup() -> tuple[Any, Any, Any]:

@@ -1,6 +1,6 @@
 """The command line, nginx's flags: `pyginx [-p PREFIX] [-c FILE] [-t | -T] [-s SIGNAL] [-q] [-v | -V]`.
 
-Only argument handling and nginx's wording live here; the server itself is pyginx.startup.
+Only argument handling and nginx's wording live here; the server itself is pyginx.process.startup.
 Messages go to stderr as nginx's do (`pyginx: [emerg] ...`); only -T's dump goes to stdout.
 """
 
@@ -13,10 +13,11 @@ from importlib import metadata
 
 import click
 
-from pyginx import __version__, pidfile
+from pyginx import __version__
 from pyginx.config.model import MainConfig
 from pyginx.errors import ConfigError
-from pyginx.signals import command_names, signal_for_command
+from pyginx.process import pidfile
+from pyginx.process.signals import command_names, signal_for_command
 
 DEFAULT_CONF = "conf/pyginx.yaml"
 
@@ -60,7 +61,7 @@ def show_version(full: bool) -> None:
 
 
 def test_config(conf: str, prefix: str, quiet: bool, dump: bool) -> int:
-    from pyginx.cycle import StartupError, check_files, resolve_user
+    from pyginx.process.cycle import StartupError, check_files, resolve_user
     from pyginx.tls.contexts import check_tls
 
     try:
@@ -112,7 +113,7 @@ def run(conf: str, prefix: str) -> int:
     except ConfigError as exc:
         say(f"[emerg] {exc}")
         return 1
-    from pyginx.startup import run_server
+    from pyginx.process.startup import run_server
 
     return run_server(config)
 

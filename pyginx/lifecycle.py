@@ -2,7 +2,7 @@
 
 A worker is ready until a graceful quit (or a fast stop) starts; from then on a location with
 `readiness: true` answers 503, so that a balancer probing it stops sending new connections while the
-worker still accepts them for `shutdown_delay` and then drains. Plain state, set by pyginx.worker and
+worker still accepts them for `shutdown_delay` and then drains. Plain state, set by pyginx.process.worker and
 read by the request dispatcher: nothing here knows about processes or sockets.
 """
 

@@ -1,6 +1,6 @@
 """The cache manager and cache loader process bodies (nginx's ngx_cache_manager_process_cycle).
 
-Both are forked by the master (pyginx/cacheprocs.py) after the zones exist, never serve requests, and
+Both are forked by the master (pyginx/process/cacheprocs.py) after the zones exist, never serve requests, and
 sleep with sigtimedwait on the master's blocked signals: QUIT, TERM or INT ends them at once between
 two batches; any other signal is ignored. A master that disappears ends them too.
 
@@ -27,7 +27,7 @@ from pyginx.cache import store
 from pyginx.cache.index import KeysIndex, index_for
 from pyginx.config.model import CachePath
 from pyginx.log import error_log
-from pyginx.signals import MASTER_SIGNALS
+from pyginx.process.signals import MASTER_SIGNALS
 
 STOP_SIGNALS = {signal.SIGQUIT, signal.SIGTERM, signal.SIGINT}
 IDLE_WAIT = 1.0

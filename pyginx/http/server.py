@@ -181,7 +181,7 @@ class ServerContext:
 
 
 class HttpServer:
-    """The worker's HTTP server (interface used by pyginx.worker and pyginx.single)."""
+    """The worker's HTTP server (interface used by pyginx.process.worker and pyginx.process.single)."""
 
     def __init__(
         self, config: MainConfig, sockets: dict[ListenKey, socket.socket], tls: TlsContexts | None = None
@@ -353,6 +353,7 @@ class HttpServer:
         if self.ctx is not None:
             self.ctx.access_logs.flush()
             self.ctx.stop_modules()
+        _forget_upstreams(self.config)
 
     def flush_logs(self) -> None:
         if self.ctx is not None:
@@ -406,6 +407,16 @@ def _close_idle_upstreams(config: MainConfig) -> None:
     except ImportError:
         return
     runtime.close_idle(config.http.upstreams.values())
+
+
+def _forget_upstreams(config: MainConfig) -> None:
+    """This server is done: the per-worker state of its upstream blocks (pools, peers, resolvers) is
+    dropped, so a single-process reload does not keep the old configuration's pools alive."""
+    if config.http is None or not config.http.upstreams:
+        return
+    from pyginx.upstream import runtime
+
+    runtime.forget(list(config.http.upstreams.values()))
 
 
 def _start_health_checks(config: MainConfig, loop: asyncio.AbstractEventLoop) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from pyginx.cacheprocs import LOADER, MANAGER, CacheProc, CacheProcesses
+from pyginx.process.cacheprocs import LOADER, MANAGER, CacheProc, CacheProcesses
 
 KILLED = 9  # a wait status: killed by SIGKILL
 CLEAN = 0  # exited with code 0

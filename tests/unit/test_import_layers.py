@@ -141,7 +141,7 @@ def test_configuration_and_modules_do_not_import_the_runtime() -> None:
     `-t` and the master stay light, and the runtime may import them freely."""
     graph = import_graph()
     runtime = ("pyginx.handlers", "pyginx.upstream", "pyginx.http.connection", "pyginx.http.server",
-               "pyginx.http.request", "pyginx.http.phases", "pyginx.worker", "pyginx.master")
+               "pyginx.http.request", "pyginx.http.phases", "pyginx.process")
     for start in ("pyginx.config.loader", "pyginx.modules"):
         bad = sorted(m for m in _reachable(graph, start) if m.startswith(runtime))
         assert bad == [], f"{start} imports the runtime: {bad}"
@@ -153,3 +153,29 @@ def test_the_core_does_not_import_handlers_at_its_top() -> None:
     for name, deps in graph.items():
         if name.startswith("pyginx.http."):
             assert not any(d.startswith("pyginx.handlers") for d in deps), (name, deps)
+
+
+def _every_import(tree: ast.Module) -> set[str]:
+    """Absolute imports anywhere in a module, function bodies included."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return out
+
+
+def test_requests_know_nothing_of_processes() -> None:
+    """The request side (http/, http2/, handlers/, modules/, upstream/, tls/) never imports the
+    process model (pyginx/process/), not even lazily: a worker runs it, it does not run the worker."""
+    request_side = ("http", "http2", "handlers", "modules", "upstream", "tls")
+    checked = 0
+    for path in PKG.rglob("*.py"):
+        if path.relative_to(PKG).parts[0] not in request_side:
+            continue
+        checked += 1
+        bad = sorted(m for m in _every_import(ast.parse(path.read_text())) if m.startswith("pyginx.process"))
+        assert bad == [], f"{_module_name(path)} imports {bad}"
+    assert checked > 30

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pyginx.config.model import Http, HttpSettings, ListenAddr, MainConfig, Server
-from pyginx.listeners import (
+from pyginx.process.listeners import (
     ListenError,
     close_sockets,
     config_addrs,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pyginx.channel import Channel, Command, decode
-from pyginx.heartbeat import Heartbeat
-from pyginx.master import Master, WorkerProc, describe_exit
+from pyginx.process.channel import Channel, Command, decode
+from pyginx.process.heartbeat import Heartbeat
+from pyginx.process.master import Master, WorkerProc, describe_exit
 
 
 def test_exit_codes_and_signals() -> None:

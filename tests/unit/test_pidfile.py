@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pyginx import pidfile
+from pyginx.process import pidfile
 
 
 def test_read_errors_in_nginx_words(tmp_path: Path) -> None:

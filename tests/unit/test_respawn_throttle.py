@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyginx.throttle import RespawnThrottle
+from pyginx.process.throttle import RespawnThrottle
 
 
 def test_burst_then_backoff_doubling_then_calm() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pyginx.config import load_config
-from pyginx.startup import serving_notice
+from pyginx.process.startup import serving_notice
 
 
 def notice(tmp_path: Path, text: str) -> str:

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from pyginx import signals
+from pyginx.process import signals
 
 
 def test_s_commands_are_nginx_s() -> None:

@@ -16,26 +16,23 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from pyginx import pidfile, worker, zone
-from pyginx.cacheprocs import CacheProcesses
-from pyginx.channel import Channel, Command
-from pyginx.cycle import (
+from pyginx import zone
+from pyginx.log import error_log
+from pyginx.process import pidfile, reload, worker
+from pyginx.process.cacheprocs import CacheProcesses
+from pyginx.process.channel import Channel, Command
+from pyginx.process.cycle import (
     Cycle,
-    StartupError,
-    build_cycle,
     prepare_log_files,
     redirect_stderr,
     retire_zones,
 )
-from pyginx.errors import ConfigError
-from pyginx.heartbeat import INTERVAL as HEARTBEAT_INTERVAL
-from pyginx.heartbeat import Heartbeat
-from pyginx.listeners import close_sockets
-from pyginx.log import error_log, set_error_log
-from pyginx.proctitle import master_title, set_title
-from pyginx.signals import BY_SIGNUM, MASTER_SIGNALS, describe
-from pyginx.throttle import RespawnThrottle
-from pyginx.upgrade import spawn_new_binary
+from pyginx.process.heartbeat import INTERVAL as HEARTBEAT_INTERVAL
+from pyginx.process.heartbeat import Heartbeat
+from pyginx.process.proctitle import master_title, set_title
+from pyginx.process.signals import BY_SIGNUM, MASTER_SIGNALS, describe
+from pyginx.process.throttle import RespawnThrottle
+from pyginx.process.upgrade import spawn_new_binary
 
 TICK = 1.0  # the longest sleep: heartbeats are checked at least this often
 TERM_FIRST_DELAY = 0.05  # nginx re-sends TERM after 50 ms, doubling ...
@@ -404,28 +401,12 @@ class Master:
                     f"new binary process {self.new_binary} is running, configuration not re-read"
                 )
             return
-        from pyginx.config import load_config
-
         old = self.cycle
-        try:
-            config = load_config(old.config.file, old.config.prefix)
-            if not config.master_process:
-                error_log().warn('changing "master_process" requires a restart, ignored')
-            cycle, leftovers = build_cycle(
-                config, old.listeners.sockets(), old_zones=old.zones, previous=old.config
-            )
-        except (ConfigError, StartupError, OSError) as exc:
-            error_log().emerg(str(exc))
+        fresh = reload.reread(old, master_process=True)
+        if fresh is None:
             return
-        close_sockets(leftovers, unlink_unix=True)  # addresses no longer configured
-        previous_log = set_error_log(cycle.error_log)
-        redirect_stderr(cycle.error_log)
-        if previous_log is not cycle.error_log:
-            previous_log.close()
-        for warning in cycle.warnings:
-            error_log().warn(warning)
-        if config.pid != old.config.pid:
-            self.move_pid_file(old.config.pid, config.pid)
+        cycle, leftovers = fresh
+        reload.switch_logs_and_pid(old, cycle, leftovers)
         self.cycle = cycle
         zone.install(cycle.zones)
         retire_zones(old, cycle)
@@ -439,14 +420,6 @@ class Master:
             proc.exiting = True
         self.retiring.extend(old_workers)
         self.retire_deadline = time.monotonic() + READY_WAIT
-
-    def move_pid_file(self, old: str, new: str) -> None:
-        try:
-            pidfile.write_pid(new)
-        except pidfile.PidFileError as exc:
-            error_log().emerg(str(exc))
-            return
-        pidfile.remove_if_ours(old)
 
     def current_workers(self) -> list[WorkerProc]:
         return [p for p in self.workers.values() if p.generation == self.generation and not p.exiting]

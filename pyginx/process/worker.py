@@ -20,13 +20,13 @@ import traceback
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NoReturn
 
-from pyginx import heartbeat as hb
 from pyginx import lifecycle
-from pyginx.channel import Command, decode
-from pyginx.cycle import Cycle, UserIds
 from pyginx.log import error_log
-from pyginx.proctitle import WORKER_EXITING_TITLE, WORKER_TITLE, set_title
-from pyginx.signals import BY_SIGNUM, MASTER_SIGNALS, WORKER_IGNORED, describe
+from pyginx.process import heartbeat as hb
+from pyginx.process.channel import Command, decode
+from pyginx.process.cycle import Cycle, UserIds
+from pyginx.process.proctitle import WORKER_EXITING_TITLE, WORKER_TITLE, set_title
+from pyginx.process.signals import BY_SIGNUM, MASTER_SIGNALS, WORKER_IGNORED, describe
 
 if TYPE_CHECKING:
     from pyginx.http.server import HttpServer

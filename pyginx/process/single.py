@@ -15,12 +15,12 @@ import asyncio
 import signal
 from typing import TYPE_CHECKING
 
-from pyginx import pidfile, zone
-from pyginx.cycle import Cycle, StartupError, build_cycle, redirect_stderr, retire_zones
-from pyginx.errors import ConfigError
-from pyginx.listeners import close_sockets
-from pyginx.log import error_log, set_error_log
-from pyginx.signals import BY_SIGNUM, MASTER_SIGNALS, describe
+from pyginx import zone
+from pyginx.log import error_log
+from pyginx.process import pidfile, reload
+from pyginx.process.cycle import Cycle, redirect_stderr, retire_zones
+from pyginx.process.listeners import close_sockets
+from pyginx.process.signals import BY_SIGNUM, MASTER_SIGNALS, describe
 
 if TYPE_CHECKING:
     from pyginx.http.server import HttpServer
@@ -42,7 +42,7 @@ class SingleProcess:
         asyncio.set_event_loop(loop)
         self.loop = loop
         self.done = loop.create_future()
-        # Signals are blocked since start-up (pyginx.startup); they are taken only once the server runs,
+        # Signals are blocked since start-up (pyginx.process.startup); they are taken only once the server runs,
         # so a reload never races the first start.
         for sig in MASTER_SIGNALS:
             if sig != signal.SIGCHLD:
@@ -96,19 +96,11 @@ class SingleProcess:
     async def reload(self) -> None:
         if self.quitting:
             return
-        from pyginx.config import load_config
-
         old = self.cycle
-        try:
-            config = load_config(old.config.file, old.config.prefix)
-            cycle, leftovers = build_cycle(
-                config, old.listeners.sockets(), workers=1, old_zones=old.zones, previous=old.config
-            )
-        except (ConfigError, StartupError, OSError) as exc:
-            error_log().emerg(str(exc))
+        fresh = reload.reread(old, master_process=False, workers=1)
+        if fresh is None:
             return
-        if config.master_process:
-            error_log().warn('changing "master_process" requires a restart, ignored')
+        cycle, leftovers = fresh
         kept = {id(s) for s in old.listeners.sockets()}
         zone.install(cycle.zones)  # the new server binds its zones when it is built
         try:
@@ -120,18 +112,7 @@ class SingleProcess:
             zone.install(old.zones)
             cycle.zones.close(keep=cycle.reused_zones)
             return
-        close_sockets(leftovers, unlink_unix=True)
-        previous_log = set_error_log(cycle.error_log)
-        redirect_stderr(cycle.error_log)
-        previous_log.close()
-        for warning in cycle.warnings:
-            error_log().warn(warning)
-        if config.pid != old.config.pid:
-            try:
-                pidfile.write_pid(config.pid)
-                pidfile.remove_if_ours(old.config.pid)
-            except pidfile.PidFileError as exc:
-                error_log().emerg(str(exc))
+        reload.switch_logs_and_pid(old, cycle, leftovers)
         self.cycle = cycle
         previous, self.server = self.server, server
         if previous is not None:

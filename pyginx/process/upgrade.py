@@ -14,8 +14,8 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from pyginx.listeners import ENV_NAME, env_value, inherited_sockets
 from pyginx.log import error_log
+from pyginx.process.listeners import ENV_NAME, env_value, inherited_sockets
 
 
 def new_binary_argv() -> list[str]:

@@ -17,8 +17,8 @@ from typing import Any
 from pyginx.config.cache import reload_conflict
 from pyginx.config.model import Location, MainConfig
 from pyginx.errors import ConfigError, PyginxError
-from pyginx.listeners import ListenError, ListenerSet, open_listeners
 from pyginx.log import ErrorLog
+from pyginx.process.listeners import ListenError, ListenerSet, open_listeners
 from pyginx.zone import Segment, ZoneRequest, ZoneSet
 from pyginx.zone import build as build_zones
 

@@ -13,14 +13,15 @@ import resource
 import signal
 import sys
 
-from pyginx import __version__, pidfile, zone
+from pyginx import __version__, zone
 from pyginx.config.model import MainConfig
-from pyginx.cycle import StartupError, build_cycle, open_error_log, redirect_stderr
-from pyginx.daemon import daemonize
-from pyginx.listeners import close_sockets
 from pyginx.log import error_log, set_error_log
-from pyginx.signals import MASTER_SIGNALS
-from pyginx.upgrade import take_inherited
+from pyginx.process import pidfile
+from pyginx.process.cycle import StartupError, build_cycle, open_error_log, redirect_stderr
+from pyginx.process.daemon import daemonize
+from pyginx.process.listeners import close_sockets
+from pyginx.process.signals import MASTER_SIGNALS
+from pyginx.process.upgrade import take_inherited
 
 STARTUP_BIND_TRIES = 5  # nginx retries bind() on EADDRINUSE 5 times, 500 ms apart
 
@@ -122,9 +123,9 @@ def run_server(config: MainConfig) -> int:
     redirect_stderr(cycle.error_log)
     log_banner()
     if config.master_process:
-        from pyginx.master import Master
+        from pyginx.process.master import Master
 
         return Master(cycle, upgrade_parent).run()
-    from pyginx.single import SingleProcess
+    from pyginx.process.single import SingleProcess
 
     return SingleProcess(cycle).run()

@@ -18,9 +18,9 @@ import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pyginx.cycle import Cycle
 from pyginx.log import error_log
-from pyginx.proctitle import set_title
+from pyginx.process.cycle import Cycle
+from pyginx.process.proctitle import set_title
 
 MANAGER = "cache manager process"
 LOADER = "cache loader process"
@@ -124,7 +124,7 @@ class CacheProcesses:
         proc = self.procs.pop(pid, None)
         if proc is None:
             return False
-        from pyginx.master import describe_exit
+        from pyginx.process.master import describe_exit
 
         info = describe_exit(proc.kind, pid, status)
         error_log().log(info.level, info.message)

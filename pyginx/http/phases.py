@@ -171,19 +171,8 @@ class PhaseEngine:
         then: Callable[[Request], None],
         redirects: int,
     ) -> None:
-        try:
-            result = await pending
-        except HttpError as exc:
-            if req.redirects == redirects:
-                req.fail(exc.status, None)
-            return
-        except (ConnectionError, asyncio.CancelledError):
-            if req.redirects == redirects:
-                req.abort()
-            return
-        except Exception as exc:
-            if req.redirects == redirects:
-                req.fail(500, exc)
+        ok, result = await _settled(req, pending, redirects)
+        if not ok:
             return
         if result is True or req.finished or req.redirects != redirects:
             return
@@ -216,21 +205,8 @@ class PhaseEngine:
         # A handler may pass the request on (error_page, X-Accel-Redirect, named location); the run
         # it started then owns the request, and this one must not answer it again.
         redirects = req.redirects
-        try:
-            await result
-        except HttpError as exc:
-            if req.redirects == redirects:
-                req.fail(exc.status, None)
-            return
-        except (ConnectionError, asyncio.CancelledError):
-            if req.redirects == redirects:
-                req.abort()
-            return
-        except Exception as exc:
-            if req.redirects == redirects:
-                req.fail(500, exc)
-            else:
-                req.log_error("alert", f"unexpected error in handler after a redirect: {exc!r}")
+        ok, _ = await _settled(req, result, redirects)
+        if not ok:
             return
         if req.redirects != redirects:
             return
@@ -239,6 +215,27 @@ class PhaseEngine:
                 req.end()
             else:
                 req.fail(500, RuntimeError("handler returned without a response"))
+
+
+async def _settled(req: Request, pending: Awaitable[Any], redirects: int) -> tuple[bool, Any]:
+    """Await a handler's work: (True, its result), or (False, None) once its failure was answered
+    (an HttpError's status, 500 for a bug, an abort when the client went away). A handler that
+    passed the request on first (`req.redirects` moved) no longer owns it: its failure is not
+    answered again, only a bug is logged."""
+    try:
+        return True, await pending
+    except HttpError as exc:
+        if req.redirects == redirects:
+            req.fail(exc.status, None)
+    except (ConnectionError, asyncio.CancelledError):
+        if req.redirects == redirects:
+            req.abort()
+    except Exception as exc:
+        if req.redirects == redirects:
+            req.fail(500, exc)
+        else:
+            req.log_error("alert", f"unexpected error in handler after a redirect: {exc!r}")
+    return False, None
 
 
 MAX_URI_CHANGES = 10  # nginx's NGX_HTTP_MAX_URI_CHANGES

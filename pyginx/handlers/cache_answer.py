@@ -60,9 +60,11 @@ def answer_200(
         body.close()
         req.respond(304, [h for h in headers if h[0].lower() not in conditional.NOT_MODIFIED_DROPS])
         return None
-    ranges_on = s.max_ranges != 0
-    if ranges_on and not any(n.lower() == "accept-ranges" for n, _ in headers):
-        headers = [*headers, ("Accept-Ranges", "bytes")]
+    # nginx serves ranges of a cached response only when the upstream's had an Accept-Ranges line
+    # (ngx_http_upstream_copy_allow_ranges); the range filter then says "bytes" whatever it said
+    ranges_on = s.max_ranges != 0 and any(n.lower() == "accept-ranges" for n, _ in headers)
+    if ranges_on:
+        headers = [h for h in headers if h[0].lower() != "accept-ranges"] + [("Accept-Ranges", "bytes")]
     rd = ranges.decide(req.headers, length, etag, mtime, s.max_ranges) if ranges_on else ranges.FULL
     if rd.kind == "full":
         return _send(req, 200, headers, body, 0, length)

@@ -345,8 +345,8 @@ class CacheCtx:
             if "location" in names or "refresh" in names:
                 return False  # proxy_redirect may rewrite them, per request
             headers = ph.filter_response(copy.parsed.headers, names, plan.drop)
-            if self.s.max_ranges != 0 and "accept-ranges" not in names:
-                headers.append(("Accept-Ranges", "bytes"))
+            if self.s.max_ranges != 0 and "accept-ranges" in names:  # as cache_answer.answer_200
+                headers = [h for h in headers if h[0].lower() != "accept-ranges"] + [("Accept-Ranges", "bytes")]
             prepared = (plan.drop, headers, encode_lines(headers))
             copy.prepared[id(plan.drop)] = prepared
         req.respond(200, prepared[1], copy.body, False, prepared[2])

@@ -211,6 +211,7 @@ class Origin:
         url = urlsplit(req.target)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         path = url.path
+        accept_ranges = "Accept-Ranges: bytes\r\n" if q.get("ranges") else ""  # ?ranges=1
         if self.reset_all:
             path = "/reset"
         elif self.status_override is not None:
@@ -263,7 +264,9 @@ class Origin:
         if path == "/big":
             size = int(q["size"])
             head_only = req.method == "HEAD"
-            return await self._send_big(w, size, bool(q.get("chunked")), bool(q.get("close")), head_only)
+            return await self._send_big(
+                w, size, bool(q.get("chunked")), bool(q.get("close")), head_only, extra=accept_ranges
+            )
         if path == "/redirect":
             host = req.header("host") or "x"
             w.write(
@@ -283,7 +286,7 @@ class Origin:
             "body": req.body.decode("latin-1"),
             "conn": req.conn_id,
         }
-        return await self._send(w, 200, json.dumps(info).encode(), ctype="application/json")
+        return await self._send(w, 200, json.dumps(info).encode(), ctype="application/json", extra=accept_ranges)
 
     async def _hold(
         self, reader: asyncio.StreamReader, w: asyncio.StreamWriter, delay: float, partial: bool
@@ -315,8 +318,9 @@ class Origin:
         body: bytes,
         chunked: bool = False,
         ctype: str = "text/plain",
+        extra: str = "",
     ) -> bool:
-        head = f"HTTP/1.1 {status} X\r\nServer: origin\r\nX-Origin: {self.name}\r\nContent-Type: {ctype}\r\n"
+        head = f"HTTP/1.1 {status} X\r\nServer: origin\r\nX-Origin: {self.name}\r\nContent-Type: {ctype}\r\n{extra}"
         if chunked:
             w.write(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n")
             for i in range(0, len(body), 7000):
@@ -329,14 +333,21 @@ class Origin:
         return True
 
     async def _send_big(
-        self, w: asyncio.StreamWriter, size: int, chunked: bool, close: bool, head_only: bool = False
+        self,
+        w: asyncio.StreamWriter,
+        size: int,
+        chunked: bool,
+        close: bool,
+        head_only: bool = False,
+        extra: str = "",
     ) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\n" + extra.encode())
         if chunked:
-            w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            w.write(b"Transfer-Encoding: chunked\r\n\r\n")
         elif close:
-            w.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            w.write(b"Connection: close\r\n\r\n")
         else:
-            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size)
+            w.write(b"Content-Length: %d\r\n\r\n" % size)
         if head_only:
             await w.drain()
             return True

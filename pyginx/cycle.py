@@ -11,12 +11,14 @@ import os
 import pwd
 import socket
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyginx.config.model import Location, MainConfig
 from pyginx.errors import PyginxError
 from pyginx.listeners import ListenError, ListenerSet, open_listeners
 from pyginx.log import ErrorLog
+from pyginx.zone import Segment, ZoneRequest, ZoneSet
+from pyginx.zone import build as build_zones
 
 
 class StartupError(PyginxError):
@@ -37,6 +39,8 @@ class Cycle:
     error_log: ErrorLog
     user: UserIds | None
     warnings: tuple[str, ...] = ()  # to log at warn once the cycle is in use
+    zones: ZoneSet = field(default_factory=ZoneSet)  # shared memory, created before the fork
+    reused_zones: tuple[Segment, ...] = ()  # segments taken over from the previous cycle
 
     @property
     def workers(self) -> int:
@@ -127,18 +131,39 @@ def build_cycle(
     pool: Iterable[socket.socket],
     tries: int = 1,
     workers: int | None = None,
+    old_zones: ZoneSet | None = None,
 ) -> tuple[Cycle, list[socket.socket]]:
-    """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused."""
+    """Everything `config` needs, or StartupError. Returns the cycle and the pool sockets it left unused.
+    Shared zones of `old_zones` with the same name, use and size are taken over (nginx's reload rule);
+    the caller closes the others with `retire_zones` once it commits to the new cycle."""
     user, warnings = resolve_user(config)
     log = open_error_log(config)
     prepare_log_files(config, user)
     count = max(1, config.worker_processes) if workers is None else workers
     try:
+        zones, reused = build_zones(zone_requests(config), old_zones)
+    except (OSError, ValueError) as exc:
+        log.close()
+        raise StartupError(f"shared memory zone could not be created ({exc})") from exc
+    try:
         listeners, leftovers = open_listeners(config, pool, count, tries=tries)
     except ListenError as exc:
         log.close()
+        zones.close(keep=reused)
         raise StartupError(str(exc)) from exc
-    return Cycle(config, listeners, log, user, warnings), leftovers
+    return Cycle(config, listeners, log, user, warnings, zones, tuple(reused)), leftovers
+
+
+def zone_requests(config: MainConfig) -> list[ZoneRequest]:
+    if config.http is None:
+        return []
+    return [ZoneRequest(z.name, z.size, z.tag) for z in config.http.zones]
+
+
+def retire_zones(old: Cycle, new: Cycle) -> None:
+    """The old cycle's zones the new one did not take over: this process unmaps them (the old workers
+    keep their own mappings until they exit)."""
+    old.zones.close(keep=new.reused_zones)
 
 
 def redirect_stderr(log: ErrorLog) -> None:

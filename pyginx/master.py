@@ -16,9 +16,16 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from pyginx import pidfile, worker
+from pyginx import pidfile, worker, zone
 from pyginx.channel import Channel, Command
-from pyginx.cycle import Cycle, StartupError, build_cycle, prepare_log_files, redirect_stderr
+from pyginx.cycle import (
+    Cycle,
+    StartupError,
+    build_cycle,
+    prepare_log_files,
+    redirect_stderr,
+    retire_zones,
+)
 from pyginx.errors import ConfigError
 from pyginx.heartbeat import INTERVAL as HEARTBEAT_INTERVAL
 from pyginx.heartbeat import Heartbeat
@@ -382,7 +389,7 @@ class Master:
             config = load_config(old.config.file, old.config.prefix)
             if not config.master_process:
                 error_log().warn('changing "master_process" requires a restart, ignored')
-            cycle, leftovers = build_cycle(config, old.listeners.sockets())
+            cycle, leftovers = build_cycle(config, old.listeners.sockets(), old_zones=old.zones)
         except (ConfigError, StartupError, OSError) as exc:
             error_log().emerg(str(exc))
             return
@@ -396,6 +403,8 @@ class Master:
         if config.pid != old.config.pid:
             self.move_pid_file(old.config.pid, config.pid)
         self.cycle = cycle
+        zone.install(cycle.zones)
+        retire_zones(old, cycle)
         self.noaccepting = False
         self.generation += 1
         self.vacant = []

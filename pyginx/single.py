@@ -15,8 +15,8 @@ import asyncio
 import signal
 from typing import TYPE_CHECKING
 
-from pyginx import pidfile
-from pyginx.cycle import Cycle, StartupError, build_cycle, redirect_stderr
+from pyginx import pidfile, zone
+from pyginx.cycle import Cycle, StartupError, build_cycle, redirect_stderr, retire_zones
 from pyginx.errors import ConfigError
 from pyginx.listeners import close_sockets
 from pyginx.log import error_log, set_error_log
@@ -99,19 +99,22 @@ class SingleProcess:
         old = self.cycle
         try:
             config = load_config(old.config.file, old.config.prefix)
-            cycle, leftovers = build_cycle(config, old.listeners.sockets(), workers=1)
+            cycle, leftovers = build_cycle(config, old.listeners.sockets(), workers=1, old_zones=old.zones)
         except (ConfigError, StartupError, OSError) as exc:
             error_log().emerg(str(exc))
             return
         if config.master_process:
             error_log().warn('changing "master_process" requires a restart, ignored')
         kept = {id(s) for s in old.listeners.sockets()}
+        zone.install(cycle.zones)  # the new server binds its zones when it is built
         try:
             server = await self.start_server(cycle)
         except Exception as exc:
             error_log().emerg(f"cannot start the HTTP server: {exc!r}")
             close_sockets([s for s in cycle.listeners.sockets() if id(s) not in kept], unlink_unix=False)
             cycle.error_log.close()
+            zone.install(old.zones)
+            cycle.zones.close(keep=cycle.reused_zones)
             return
         close_sockets(leftovers, unlink_unix=True)
         previous_log = set_error_log(cycle.error_log)
@@ -132,6 +135,7 @@ class SingleProcess:
             previous.begin_graceful_shutdown(close_idle=False)
             await self.drain(previous)
             self.retired.discard(previous)
+        retire_zones(old, cycle)  # the old server is gone: its zones the new cycle did not take over
 
     async def drain(self, server: HttpServer) -> None:
         timeout = self.cycle.config.worker_shutdown_timeout

@@ -15,6 +15,7 @@ import sys
 
 from pyginx import __version__, pidfile
 from pyginx.config.model import MainConfig
+from pyginx import zone
 from pyginx.cycle import StartupError, build_cycle, redirect_stderr
 from pyginx.daemon import daemonize
 from pyginx.listeners import close_sockets
@@ -56,6 +57,7 @@ def run_server(config: MainConfig) -> int:
         emerg(str(exc))
         close_sockets(inherited, unlink_unix=False)
         return 1
+    zone.install(cycle.zones)  # before any fork: workers and cache processes inherit the zones
     # Inherited sockets we do not listen on any more; the old master may still serve unix ones: keep files.
     close_sockets(leftovers, unlink_unix=False)
     set_error_log(cycle.error_log).close()

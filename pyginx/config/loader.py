@@ -12,8 +12,10 @@ import os
 import re
 from dataclasses import dataclass, field
 
+import dataclasses
+
 from pyginx import modules
-from pyginx.config import directives, listen, locations, logs, merge, upstream, varcheck
+from pyginx.config import directives, listen, locations, logs, merge, upstream, varcheck, zones
 from pyginx.config.directives import Target
 from pyginx.config.model import (
     AccessLog,
@@ -181,13 +183,14 @@ def _http(node: YMap, env: Env, warnings: list[str]) -> Http:
             servers.append(_server(_as_map(item, "a server", env), settings, env))
     _check_servers(servers, env, warnings)
     http_fields = block.of("http")
-    return Http(
+    http = Http(
         settings=settings,
         servers=tuple(servers),
         upstreams=dict(env.upstreams),
         log_formats=dict(env.log_formats),
         **{k: v for k, v in http_fields.items() if k != "log_formats"},
     )
+    return dataclasses.replace(http, zones=zones.collect(http))
 
 
 def _upstreams(key: YScalar, node: YNode, env: Env) -> None:

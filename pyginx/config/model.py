@@ -371,12 +371,23 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class ZoneDecl:
+    """A shared-memory zone the configuration declares (keys_zone=, zone=): created by the master."""
+
+    name: str
+    size: int  # bytes
+    tag: str  # the use: "proxy_cache", "limit_req", ... (one name may not serve two uses)
+    pos: SourcePos | None = None
+
+
+@dataclass(frozen=True)
 class Http:
     settings: HttpSettings
     servers: tuple[Server, ...]
     upstreams: dict[str, Upstream]
     log_formats: dict[str, str]  # name -> template; "combined" always present
     types_hash_max_size: int = 1024
+    zones: tuple[ZoneDecl, ...] = ()  # every shared zone, checked by config/zones.py
 
 
 @dataclass(frozen=True)

@@ -737,6 +737,8 @@ class HttpConnection(asyncio.Protocol):
     def request_done(self, req: Request, abort: bool = False) -> None:
         """Called by the request when its response is complete (or aborted)."""
         self.ctx.log_request(req)
+        if req.cleanup is not None:
+            req.run_cleanup()
         if req is not self.active:
             return
         self.active = None

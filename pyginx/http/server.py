@@ -47,8 +47,15 @@ class ServerContext:
         self.close_idle_now = False
         self.max_connections = config.events.worker_connections
         self.idle_waiter: asyncio.Future[None] | None = None
+        # stub_status / prometheus_metrics (pyginx/modules/status.py): counts in the shared zone;
+        # None (nothing counted) unless some location shows them
+        from pyginx.modules.status import stats_for
+
+        self.stats = stats_for(self)
 
     def next_conn_id(self) -> int:
+        if self.stats is not None:
+            self.stats.counters.add(0)  # status.ACCEPTS
         self._conn_counter += 1
         return self._conn_counter
 
@@ -57,6 +64,8 @@ class ServerContext:
         if len(self.connections) > self.max_connections:
             error_log().log("alert", f"{self.max_connections} worker_connections are not enough")
             conn.close(abort=True)
+        elif self.stats is not None:
+            self.stats.counters.add(1)  # status.HANDLED (ACCEPTS is counted with the id)
 
     def connection_closed(self, conn: HttpConnection) -> None:
         self.connections.discard(conn)
@@ -67,6 +76,8 @@ class ServerContext:
 
     def process(self, req: Request) -> None:
         """A request whose head is complete, in its turn on the connection."""
+        if self.stats is not None:
+            self.stats.counters.add(2)  # status.REQUESTS, counted at once (stub_status is exact)
         if req.error_status:
             status = req.error_status
             req.error_status = 0
@@ -102,6 +113,8 @@ class ServerContext:
         self.phases.run_location(req)
 
     def log_request(self, req: Request) -> None:
+        if self.stats is not None:
+            self.stats.observe(req)
         if not self.logging:
             return
         if req.status == 494:
@@ -114,6 +127,8 @@ class ServerContext:
     # -------------------------------------------------------------- timeouts
 
     def sweep(self) -> None:
+        if self.stats is not None:
+            self.stats.publish()
         now = time.monotonic()
         for conn in list(self.connections):
             d = conn.deadline

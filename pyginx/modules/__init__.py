@@ -8,10 +8,15 @@ and pyginx.module at their top; runtime code (handlers/, upstream/) is imported 
 from __future__ import annotations
 
 from pyginx.module import Module
-from pyginx.modules import proxy, rewrite, static, try_files
+from pyginx.modules import limit_conn, limit_req, proxy, rewrite, static, status, try_files
 
 ALL: tuple[Module, ...] = (
     rewrite.MODULE,
+    # traffic control and visibility (limits branch); limit_req's preaccess handler runs before
+    # limit_conn's, as in nginx (a request refused by limit_req takes no connection slot)
+    limit_req.MODULE,
+    limit_conn.MODULE,
+    status.MODULE,
     try_files.MODULE,
     proxy.MODULE,
     static.MODULE,

@@ -41,6 +41,7 @@ class ListenAddr:
     backlog: int = 511
     ipv6only: bool = True
     pos: SourcePos | None = None
+    proxy_protocol: bool = False  # a PROXY protocol header (v1/v2) precedes HTTP on this listen
 
     @property
     def key(self) -> tuple[str, int, str | None]:

@@ -38,6 +38,9 @@ class ServerContext:
         }
         self.phases = PhaseEngine(self.location_tables)
         self.default_server: Server = http.servers[0]
+        self.proxy_protocol_listens = frozenset(
+            la.key for s in http.servers for la in s.listen if la.proxy_protocol
+        )
         self.access_logs = AccessLogs(http.log_formats)
         self.logging = _any_access_log(http)  # False: request_done skips the access-log step
         self.connections: set[HttpConnection] = set()

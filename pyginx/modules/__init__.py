@@ -8,12 +8,13 @@ and pyginx.module at their top; runtime code (handlers/, upstream/) is imported 
 from __future__ import annotations
 
 from pyginx.module import Module
-from pyginx.modules import limit_conn, limit_req, proxy, rewrite, static, status, try_files
+from pyginx.modules import limit_conn, limit_req, proxy, realip, rewrite, static, status, try_files
 
 ALL: tuple[Module, ...] = (
     rewrite.MODULE,
     # traffic control and visibility (limits branch); limit_req's preaccess handler runs before
     # limit_conn's, as in nginx (a request refused by limit_req takes no connection slot)
+    realip.MODULE,
     limit_req.MODULE,
     limit_conn.MODULE,
     status.MODULE,

@@ -16,7 +16,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from pyginx import pidfile, worker, zone
+from pyginx import pidfile, sdnotify, worker, zone
 from pyginx.channel import Channel, Command
 from pyginx.cycle import (
     Cycle,
@@ -98,6 +98,7 @@ class Master:
         self.retire_deadline = 0.0
         self.last_check = time.monotonic()  # the previous heartbeat check
         self.heartbeat_grace = 0.0  # no heartbeat verdict before this time
+        self.ready_pending = True  # systemd (sd_notify): READY=1 once the current workers all serve
 
     # ------------------------------------------------------------------ the loop
 
@@ -145,6 +146,14 @@ class Master:
             self.check_retiring(now)
             self.check_heartbeats(now)
             self.respawn_due(now)
+            if self.ready_pending:
+                self.notify_ready()
+
+    def notify_ready(self) -> None:
+        current = self.current_workers()
+        if current and all(p.beat.ready() for p in current):
+            self.ready_pending = False
+            sdnotify.ready(f"{len(current)} worker processes")
 
     def timeout(self) -> float:
         now = time.monotonic()
@@ -153,8 +162,8 @@ class Master:
             deadlines.append(self.term_next)
         if self.vacant:
             deadlines.append(self.respawn_at)
-        if self.retiring:
-            deadlines.append(min(self.retire_deadline, now + 0.05))  # poll readiness briefly
+        if self.retiring or self.ready_pending:
+            deadlines.append(min(self.retire_deadline, now + 0.05) if self.retiring else now + 0.05)  # poll readiness briefly
         return max(0.0, min(deadlines) - now)
 
     def wait(self, timeout: float) -> None:
@@ -332,6 +341,7 @@ class Master:
     def terminate(self, now: float) -> None:
         if not self.terminating:
             self.terminating = True
+            sdnotify.stopping()
             self.vacant = []
             for proc in self.workers.values():
                 proc.exiting = True
@@ -353,6 +363,7 @@ class Master:
         if self.quitting:
             return
         self.quitting = True
+        sdnotify.stopping()
         self.vacant = []
         self.stop_workers(Command.QUIT)
         # Stop listening now: the kernel refuses new connections instead of queueing them for nobody
@@ -384,6 +395,8 @@ class Master:
             return
         from pyginx.config import load_config
 
+        sdnotify.reloading()
+        self.ready_pending = True  # READY=1 again once the new workers serve (or the old ones go on)
         old = self.cycle
         try:
             config = load_config(old.config.file, old.config.prefix)

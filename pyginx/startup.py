@@ -13,9 +13,8 @@ import resource
 import signal
 import sys
 
-from pyginx import __version__, pidfile
+from pyginx import __version__, pidfile, zone
 from pyginx.config.model import MainConfig
-from pyginx import zone
 from pyginx.cycle import StartupError, build_cycle, redirect_stderr
 from pyginx.daemon import daemonize
 from pyginx.listeners import close_sockets

@@ -8,11 +8,10 @@ directives (`proxy_pass` checks whether it stands in a regex or named location).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
-
-import dataclasses
 
 from pyginx import modules
 from pyginx.config import directives, listen, locations, logs, merge, upstream, varcheck, zones

@@ -8,9 +8,22 @@ and pyginx.module at their top; runtime code (handlers/, upstream/) is imported 
 from __future__ import annotations
 
 from pyginx.module import Module
-from pyginx.modules import limit_conn, limit_req, proxy, realip, rewrite, static, status, try_files
+from pyginx.modules import (
+    limit_conn,
+    limit_rate,
+    limit_req,
+    proxy,
+    realip,
+    rewrite,
+    static,
+    status,
+    try_files,
+)
 
 ALL: tuple[Module, ...] = (
+    # limits branch: limit_rate has no phase handler, only a header filter; it comes before rewrite
+    # so that its resolve step marks a level before the rewrite module copies it into `if` blocks
+    limit_rate.MODULE,
     rewrite.MODULE,
     # traffic control and visibility (limits branch); limit_req's preaccess handler runs before
     # limit_conn's, as in nginx (a request refused by limit_req takes no connection slot)

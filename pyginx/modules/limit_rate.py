@@ -114,6 +114,8 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
         rate = _set_rate(req) if settable else None
         if rate is None:
             rate = _size_of(req, rate_of) if rate_of is not None else conf.rate
+            if rate_of is not None:
+                req.vars[VAR] = str(rate)  # $limit_rate in the log shows the rate that applied
         if rate > 0:
             after = _size_of(req, after_of) if after_of is not None else conf.after
             pace(req, rate, after)

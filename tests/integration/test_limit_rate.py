@@ -98,6 +98,7 @@ def test_limit_rate_paces_files_and_proxied_bodies(pyginx: Pyginx, origin: Origi
     log = (pyginx.prefix / "logs" / "rate.log").read_text()
     assert "/proxied/big 32768 65536" in log, log
     assert "/slow/f64 32768 65536" in log, log
+    assert "/var/f64 32768 65536" in log, log
     pyginx.check_log()
 
 

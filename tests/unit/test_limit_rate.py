@@ -235,3 +235,26 @@ def test_bytes_after_the_paced_request_go_freely(monkeypatch: pytest.MonkeyPatch
         assert t.timer is None
 
     asyncio.run(run())
+
+
+def test_limit_rate_inside_an_if_block(tmp_path: Path) -> None:
+    cfg = load(
+        tmp_path,
+        """
+        - location: /i
+          "if ($arg_slow)": {limit_rate: 4k}
+          return: 200
+        """,
+    )
+    from pyginx.modules.rewrite import IfOp
+
+    loc = settings_of(cfg, "/i")
+    assert limit_rate._header_filter(loc) is None  # the location itself is not limited
+    inner = next(op for op in loc.conf("rewrite").ops if isinstance(op, IfOp))
+    assert inner.settings is not None and inner.settings.conf("limit_rate").rate == 4096
+    assert limit_rate._header_filter(inner.settings) is not None
+
+
+def test_limit_rate_is_not_allowed_in_a_server_if(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match='"limit_rate" directive is not allowed here'):
+        load(tmp_path, "- location: /\n  return: 200", server='"if ($arg_x)": {limit_rate: 4k}')

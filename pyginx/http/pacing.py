@@ -14,9 +14,12 @@ order; a close or write_eof waits until the queue is out. Back-pressure is the c
 the queue pauses the protocol above HIGH and resumes it below LOW, so a streaming writer (a file,
 a proxied body) awaits drain() as it would for a slow client, and memory stays bounded.
 
-When the request is done its remaining bytes are still paced; bytes written after that (a next
-response) are not. Once the queue is empty the real transport is put back: the connection costs
-nothing more. A connection that never serves a rate-limited response never sees this class.
+A paced request is finished (logged, its cleanups run: a limit_conn slot is held as long as in
+nginx, `$request_time` counts the whole send) only when its last byte has gone to the real
+transport: Request._finish hands it to hold(). Meanwhile the connection counts as a writer waiting
+for a slow client, so `send_timeout` closes it when the client stops reading. Once the queue is
+empty the real transport is put back: the connection costs nothing more. A connection that never
+serves a rate-limited response never sees this class.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class PacedTransport(asyncio.Transport):
         self.start = 0.0
         self.sent = 0  # bytes of the paced response handed on so far (nginx's c->sent)
         self.until: int | None = None  # `queued` when the paced request ended: later bytes go freely
+        self.held: Request | None = None  # finished, waiting for its bytes to go out
         self.timer: asyncio.TimerHandle | None = None
         self.paused_writer = False
         self.closing = False
@@ -60,17 +64,37 @@ class PacedTransport(asyncio.Transport):
         self.sent = 0
         self.until = None
 
-    def end(self) -> None:
-        """The paced request is done: what it wrote is still paced, nothing after it."""
-        if self.until is None:
-            self.until = self.queued
-        if self.timer is None:  # else the timer's turn comes first
-            self._pump()
+    def hold(self, req: Request) -> None:
+        """The paced request is complete: it is done once what it wrote is out (see _release)."""
+        self.until = self.queued
+        self.held = req
+        req.pacer = None
+        if self.fed >= self.until:
+            self._release()
+            return
+        if not self.paused_writer:  # a writer waiting for the client: send_timeout applies
+            self.paused_writer = True
+            self.conn.pause_writing()
+
+    def _release(self) -> None:
+        """The held request's bytes are out (or the connection is gone): it is done now."""
+        req, self.held = self.held, None
+        if req is None:
+            return
+        if self.fed >= self.queued:
+            self._done()  # the delay after the last send is not kept: nothing follows yet
+        unsent = self.queued - self.fed if self.real.is_closing() else 0
+        if unsent:  # the client went away: log what it was sent, as nginx does
+            req.bytes_sent = max(req.bytes_sent - unsent, 0)
+            req.body_bytes_sent = max(req.body_bytes_sent - unsent, 0)
+        req.end_time = time.monotonic()
+        req.conn.request_done(req)
 
     def _pump(self) -> None:
         self.timer = None
         real = self.real
         if real.is_closing():
+            self._release()
             self.pending.clear()
             self._detach()
             return
@@ -95,6 +119,9 @@ class PacedTransport(asyncio.Transport):
             del pending[:n]
             self.fed += n
             real.write(chunk)
+            if self.held is not None and self.fed >= self.queued:
+                self._release()  # the real transport is back: the connection goes on from here
+                return
             if paced:
                 before = max(self.sent - self.after, 0)
                 self.sent += n
@@ -103,20 +130,25 @@ class PacedTransport(asyncio.Transport):
                     self._later(delay)
                     break
         self._flow()
-        if not pending and self.timer is None:
-            if self.closing:
-                real.close()
-                self._detach()
-            elif self.eof:
-                self.eof = False
-                real.write_eof()
-            elif self.until is not None:
-                self._detach()
+        if not pending and (self.closing or self.eof or self.until is not None):
+            self._done()  # the delay after the last send is dropped: nothing paced follows
+
+    def _done(self) -> None:
+        """The queue is out: a close or write_eof asked for meanwhile happens now; the real
+        transport is put back."""
+        if self.closing:
+            self.real.close()
+        elif self.eof:
+            self.eof = False
+            self.real.write_eof()
+        self._detach()
 
     def _later(self, delay: float) -> None:
         self.timer = asyncio.get_running_loop().call_later(delay, self._pump)
 
     def _flow(self) -> None:
+        if self.held is not None:
+            return  # stays paused until the held request is released
         size = len(self.pending)
         if size > HIGH and not self.paused_writer:
             self.paused_writer = True
@@ -175,10 +207,11 @@ class PacedTransport(asyncio.Transport):
             self._detach()
 
     def abort(self) -> None:
-        self.pending.clear()
         self.closing = True
-        self._detach()
         self.real.abort()
+        self._release()
+        self.pending.clear()
+        self._detach()
 
     def is_closing(self) -> bool:
         return self.closing or self.real.is_closing()
@@ -223,4 +256,4 @@ def pace(req: Request, rate: int, after: int) -> None:
         paced = PacedTransport(conn, t)
         conn.transport = paced
     paced.begin(rate, after, req.start_time)
-    req.add_cleanup(paced.end)
+    req.pacer = paced

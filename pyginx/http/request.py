@@ -156,6 +156,8 @@ class Request:
     body_filter: Callable[[bytes, bool], bytes] | None = None
     # run once when the request is finished and logged (nginx's request pool cleanups: limit_conn)
     cleanup: list[Callable[[], None]] | None = None
+    # limit_rate: the paced transport its response goes through (http/pacing.py)
+    pacer: Any = None
 
     def __init__(
         self, conn: HttpConnection, method: str, request_uri: str, http_minor: int, version: str = ""
@@ -428,6 +430,9 @@ class Request:
         if self.finished:
             return
         self.finished = True
+        if self.pacer is not None:  # limit_rate: done when its last byte is out (http/pacing.py)
+            self.pacer.hold(self)
+            return
         self.end_time = time.monotonic()
         self.conn.request_done(self)
 

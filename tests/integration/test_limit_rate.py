@@ -1,6 +1,8 @@
 """limit_rate / limit_rate_after / $limit_rate with the real daemon: a 64 KiB response at 32k takes
-about 2 s (as nginx's write filter paces it), with limit_rate_after 64k it is immediate; static files
-and proxied bodies alike; the worker keeps serving others meanwhile; bad values are refused."""
+about 2 s (as nginx's write filter paces it, nginx 1.22 takes 2.0 s too), with limit_rate_after 64k
+it is immediate; static files and proxied bodies alike; the worker keeps serving others meanwhile;
+the request lasts until its last byte is out (limit_conn's slot, $request_time); bad values are
+refused."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tests.integration.harness import Pyginx, basic_config, pyginx_fixture  # noqa: F401
+from tests.integration.harness import Pyginx, basic_config, http_get, pyginx_fixture, wait_for  # noqa: F401
 from tests.integration.test_proxy_origin import Origin, big_body, origin_fixture  # noqa: F401
 
 SIZE = 64 * 1024
@@ -41,7 +43,10 @@ def _config(pyginx: Pyginx, origin_port: int) -> str:
     text = basic_config(
         pyginx.port,
         workers=1,
-        http="log_format: {rate: '$uri $limit_rate $body_bytes_sent'}",
+        http="""
+log_format: {rate: '$uri $limit_rate $body_bytes_sent $request_time'}
+limit_conn_zone: $binary_remote_addr zone=addr:1m
+""",
         server="access_log: logs/rate.log rate",
     )
     return text.replace(
@@ -61,6 +66,13 @@ def _config(pyginx: Pyginx, origin_port: int) -> str:
           set: $r 32k
           limit_rate: $r
           alias: html/
+        - location: /one/
+          limit_conn: addr 1
+          limit_rate: 32k
+          alias: html/
+        - location: /probe
+          limit_conn: addr 1
+          alias: html/index.html
 """,
     )
 
@@ -89,13 +101,20 @@ def test_limit_rate_paces_files_and_proxied_bodies(pyginx: Pyginx, origin: Origi
     fast, bodies = timed_get(pyginx.port, "/after/f64")
     assert bodies == [want]
     assert fast < 1.0, fast
+    # nginx's download limit: limit_conn holds its slot for as long as the paced response is sent
+    one = _in_thread(lambda: timed_get(pyginx.port, "/one/f64"))
+    jobs.append(one)
+    wait_for(lambda: http_get(pyginx.port, "/probe").status == 503, 1.5, "the download to hold the slot")
     for t, out in jobs:
         t.join(10)
         assert out, "a paced download did not finish in 10 s"
         took, got = out[0]
         assert got == [want]
         assert 1.5 <= took < 4.0, took  # 32 KiB at once, 32 KiB a second later, the rest after 2 s
+    assert http_get(pyginx.port, "/probe").status == 200  # released when the last byte went out
     log = (pyginx.prefix / "logs" / "rate.log").read_text()
+    took_logged = float(next(line for line in log.splitlines() if line.startswith("/slow/f64")).split()[-1])
+    assert took_logged >= 1.5, log  # $request_time counts the whole paced send, as in nginx
     assert "/proxied/big 32768 65536" in log, log
     assert "/slow/f64 32768 65536" in log, log
     assert "/var/f64 32768 65536" in log, log

@@ -131,12 +131,24 @@ class FakeConn:
     def __init__(self, real: FakeReal) -> None:
         self.transport: Any = real
         self.paused = False
+        self.done: list[FakeRequest] = []
+
+    def request_done(self, req: FakeRequest) -> None:
+        self.done.append(req)
 
     def pause_writing(self) -> None:
         self.paused = True
 
     def resume_writing(self) -> None:
         self.paused = False
+
+
+class FakeRequest:
+    def __init__(self, conn: FakeConn, sent: int) -> None:
+        self.conn = conn
+        self.pacer: Any = None
+        self.bytes_sent = self.body_bytes_sent = sent
+        self.end_time = 0.0
 
 
 class Clock:
@@ -175,14 +187,15 @@ def test_a_second_worth_then_one_second_per_rate(monkeypatch: pytest.MonkeyPatch
         t, real, conn, clock = _paced(monkeypatch, rate=1000, after=0)
         t.write(b"x" * 2500)
         assert len(real.out) == 1000  # rate * (0 s + 1) at once
+        req = FakeRequest(conn, 2500)
+        t.hold(req)  # the request is complete: it is done when its bytes are out
+        assert conn.done == [] and conn.paused  # meanwhile a writer waiting for the client
         assert 0.99 < _tick(t, clock) <= 1.01  # then 1000 bytes / 1000 B/s
-        assert len(real.out) == 2000
-        t.end()  # the request is done: its tail is still paced
+        assert len(real.out) == 2000 and conn.done == []
         _tick(t, clock)
         assert len(real.out) == 2500
-        assert t.timer is not None  # the delay after the last send is kept, as nginx does
-        _tick(t, clock)
-        assert conn.transport is real  # empty and done: the real transport is back
+        assert conn.done == [req] and req.end_time == clock.now and req.bytes_sent == 2500
+        assert conn.transport is real and not conn.paused and t.timer is None  # the real one is back
 
     asyncio.run(run())
 
@@ -198,7 +211,7 @@ def test_limit_rate_after_goes_first_unthrottled(monkeypatch: pytest.MonkeyPatch
     asyncio.run(run())
 
 
-def test_back_pressure_close_waits_abort_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_back_pressure_and_a_close_that_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     async def run() -> None:
         t, real, conn, clock = _paced(monkeypatch, rate=pacing.HIGH, after=0)
         t.write(b"y" * (3 * pacing.HIGH))
@@ -206,33 +219,37 @@ def test_back_pressure_close_waits_abort_drops(monkeypatch: pytest.MonkeyPatch) 
         t.close()
         assert not real.closed  # the queue goes out first
         _tick(t, clock)
-        assert conn.paused
+        assert conn.paused and not real.closed
         _tick(t, clock)
-        assert not conn.paused
         assert bytes(real.out) == b"y" * (3 * pacing.HIGH)
-        _tick(t, clock)
-        assert real.closed and conn.transport is real
-
-        t2, real2, conn2, _ = _paced(monkeypatch, rate=10, after=0)
-        t2.write(b"z" * 100)
-        t2.abort()
-        assert real2.aborted and t2.timer is None and not t2.pending and conn2.transport is real2
+        assert real.closed and not conn.paused and conn.transport is real and t.timer is None
 
     asyncio.run(run())
 
 
-def test_bytes_after_the_paced_request_go_freely(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_client_gone_mid_way_finishes_the_request_with_what_was_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     async def run() -> None:
-        t, real, _conn, clock = _paced(monkeypatch, rate=1000, after=0)
-        t.write(b"a" * 1500)
-        t.end()
-        t.write(b"b" * 5000)  # the next response on the connection (not limited)
-        assert bytes(real.out) == b"a" * 1000
-        _tick(t, clock)
-        assert bytes(real.out) == b"a" * 1500
-        _tick(t, clock)  # the delay after the paced tail holds the connection, as in nginx
-        assert bytes(real.out) == b"a" * 1500 + b"b" * 5000  # in order, the b's unpaced at once
-        assert t.timer is None
+        t, real, conn, _clock = _paced(monkeypatch, rate=10, after=0)
+        t.write(b"z" * 100)
+        req = FakeRequest(conn, 100)
+        t.hold(req)
+        t.abort()  # send_timeout, or the connection lost
+        assert real.aborted and t.timer is None and not t.pending and conn.transport is real
+        assert conn.done == [req] and req.bytes_sent == req.body_bytes_sent == 10
+
+    asyncio.run(run())
+
+
+def test_a_request_whose_bytes_are_out_is_done_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def run() -> None:
+        t, real, conn, _clock = _paced(monkeypatch, rate=1000, after=0)
+        t.write(b"a" * 500)
+        assert t.timer is not None  # the delay after a send
+        req = FakeRequest(conn, 500)
+        t.hold(req)
+        assert conn.done == [req] and conn.transport is real and t.timer is None
 
     asyncio.run(run())
 

@@ -3,6 +3,7 @@
     limit_rate RATE          (http, server, location, if in location; 0: off) bytes/s per response
     limit_rate_after SIZE    (same; 0) the first SIZE bytes of the response go out unthrottled
     $limit_rate              the request's rate; `set $limit_rate 10k` sets it (over limit_rate)
+    X-Accel-Limit-Rate: N    from a proxied upstream: the request's rate (bytes/s, 0: none)
 
 Both values may hold variables (evaluated once per response, an invalid size is logged and counts
 as 0, as ngx_http_complex_value_size does). The decision is made at configuration time: a location
@@ -111,7 +112,7 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
     def limit_rate(
         req: Request, status: int, headers: list[tuple[str, str]], length: int | None
     ) -> tuple[int, list[tuple[str, str]], int | None]:
-        rate = _set_rate(req) if settable else None
+        rate = _set_rate(req)  # set $limit_rate, or an upstream's X-Accel-Limit-Rate
         if rate is None:
             rate = _size_of(req, rate_of) if rate_of is not None else conf.rate
             if rate_of is not None:
@@ -124,6 +125,23 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
         return status, headers, length
 
     return HeaderFilter("limit_rate", limit_rate)
+
+
+def accel_limit_rate(req: Request, value: str) -> None:
+    """An upstream's `X-Accel-Limit-Rate: N` (bytes/s; 0: none) is the request's rate, as nginx's
+    ngx_http_upstream_process_limit_rate makes it (a value that is not a number is ignored). Called
+    by the proxy before the response head goes out."""
+    if not value.isdigit():
+        return
+    req.vars[VAR] = value
+    filters = req.filters
+    if filters is not None and any(f.name == "limit_rate" for f in filters):
+        return  # the location's filter applies it with the location's limit_rate_after
+    if int(value) > 0:
+        from pyginx.http.pacing import pace
+
+        conf: LimitRateConf = req.settings.conf(MODULE.name)
+        pace(req, int(value), conf.after)
 
 
 def _through(data: bytes, last: bool) -> bytes:

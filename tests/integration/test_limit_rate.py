@@ -7,6 +7,7 @@ refused."""
 from __future__ import annotations
 
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -148,6 +149,58 @@ def _two_on_one(port: int) -> tuple[float, list[bytes]]:
         bodies.append(rest[:length])
         data = rest[length:]
     return took, bodies
+
+
+class _AccelOrigin(socketserver.ThreadingTCPServer):
+    """An upstream answering every request with `X-Accel-Limit-Rate: <path's number>` and 64 KiB."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _AccelHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+class _AccelHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        line = self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass
+        rate = line.split(b" ")[1].strip(b"/")
+        body = big_body(SIZE)
+        head = b"HTTP/1.1 200 OK\r\nX-Accel-Limit-Rate: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+        self.wfile.write(head % (rate, len(body)) + body)
+
+
+def test_x_accel_limit_rate_from_the_upstream(pyginx: Pyginx) -> None:
+    """nginx's X-Accel-Limit-Rate: the upstream sets the rate (bytes/s), 0 lifts the location's."""
+    origin = _AccelOrigin()
+    try:
+        text = basic_config(pyginx.port, workers=1).replace(
+            "      locations:\n",
+            f"""      locations:
+        - location: /up/
+          proxy_pass: http://127.0.0.1:{origin.server_address[1]}/
+        - location: /limited/
+          limit_rate: 8k
+          proxy_pass: http://127.0.0.1:{origin.server_address[1]}/
+""",
+        )
+        pyginx.write_config(text)
+        pyginx.start()
+        jobs = [_in_thread(lambda: timed_get(pyginx.port, "/up/32768"))]
+        took, bodies = timed_get(pyginx.port, "/limited/0")  # 0: no limit, over limit_rate 8k
+        assert bodies == [big_body(SIZE)] and took < 1.0, took
+        t, out = jobs[0]
+        t.join(10)
+        assert out, "the paced download did not finish in 10 s"
+        took, bodies = out[0]
+        assert bodies == [big_body(SIZE)] and 1.5 <= took < 4.0, took
+    finally:
+        origin.shutdown()
+        origin.server_close()
+    pyginx.check_log()
 
 
 def test_bad_limit_rate_is_refused(pyginx: Pyginx) -> None:

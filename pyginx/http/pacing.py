@@ -8,9 +8,9 @@ at a time and, after each send, waits (bytes sent past limit_rate_after) / rate 
 one; a response's first `limit_rate_after` bytes (its head counts) go out unthrottled. Here the
 same two rules run over a queue: a rate-limited request's connection writes into a PacedTransport
 that stands in for the real transport (HttpConnection.transport) and feeds the real one as the
-rules allow. Everything that writes to the connection (whole responses, streamed bodies, the
-chunked terminator, the next keep-alive response) goes through the same queue, so bytes keep their
-order; a close or write_eof waits until the queue is out. Back-pressure is the connection's own:
+rules allow. Everything written to the connection meanwhile (a whole response, a streamed body,
+the chunked terminator) goes through the same queue, so bytes keep their order; a close or
+write_eof waits until the queue is out. Back-pressure is the connection's own:
 the queue pauses the protocol above HIGH and resumes it below LOW, so a streaming writer (a file,
 a proxied body) awaits drain() as it would for a slow client, and memory stays bounded.
 

@@ -62,6 +62,8 @@ def _params(val: Val, args: list[Arg]) -> Fields:
             opts["default_server"] = True
         elif name == "reuseport" and not eq:
             opts["reuseport"] = True
+        elif name == "proxy_protocol" and not eq:
+            opts["proxy_protocol"] = True
         elif name == "backlog" and eq:
             if not value.lstrip("-").isdigit() or int(value) == 0:
                 raise val.error(f'invalid backlog "{value}"', arg.line)
@@ -96,6 +98,7 @@ def parse_listen_entry(val: Val, env: Env) -> list[ListenAddr]:
         "reuseport": bool(opts.get("reuseport", False)),
         "backlog": backlog,
         "ipv6only": bool(opts.get("ipv6only", True)),
+        "proxy_protocol": bool(opts.get("proxy_protocol", False)),
         "pos": pos,
         "ssl": bool(opts.get("ssl", False)),
         "http2": bool(opts.get("http2", False)),

@@ -15,6 +15,7 @@ COMBINED = (
     '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent '
     '"$http_referer" "$http_user_agent"'
 )
+ESCAPES = ("default", "json", "none")  # log_format ... escape=
 LOG_LEVELS = ("emerg", "alert", "crit", "error", "warn", "notice", "info", "debug")
 
 
@@ -25,14 +26,25 @@ def p_log_format(val: Val, env: Env) -> Fields:
         name = key.raw
         if name in env.log_formats or name in formats:
             raise val.error(f'duplicate "log_format" name "{name}"', key.line)
+        escape = ""  # nginx's optional first argument `escape=default|json|none`
         if isinstance(node, YScalar) and isinstance(node.value, str) and node.value:
             template = node.raw
+            if template.startswith("escape="):
+                words = template.split(None, 1)
+                escape, template = words[0], words[1] if len(words) > 1 else ""
         elif isinstance(node, YSeq) and node.items and all(isinstance(i, YScalar) for i in node.items):
-            template = "".join(i.text for i in node.items if isinstance(i, YScalar))
+            parts = [i.text for i in node.items if isinstance(i, YScalar)]
+            if parts[0].startswith("escape="):
+                escape, parts = parts[0], parts[1:]
+            template = "".join(parts)
         else:
             raise val.error(f'invalid number of arguments in "{val.name}" directive', key.line)
-        if template.startswith("escape="):
-            raise val.error(f'"escape=" in "{val.name}" is not supported by pyginx', key.line)
+        if escape:
+            mode = escape[7:]
+            if mode not in ESCAPES:
+                raise val.error(f'unknown log format escaping "{mode}"', key.line)
+            # kept in front of the template; compile_format (http/accesslog.py) reads it back
+            template = f"escape={mode} {template}"
         formats[name] = template
     env.log_formats.update(formats)
     return {"log_formats": formats}

@@ -43,6 +43,7 @@ class ListenAddr:
     pos: SourcePos | None = None
     ssl: bool = False  # `listen ... ssl`: TLS on this socket (any server saying so makes it TLS)
     http2: bool = False  # `listen ... http2` (deprecated in nginx; the server's `http2: true` is the way)
+    proxy_protocol: bool = False  # a PROXY protocol header (v1/v2) precedes HTTP on this listen
 
     @property
     def key(self) -> tuple[str, int, str | None]:

@@ -620,6 +620,10 @@ class _Proxy:
                 return
         if "x-accel-redirect" in head.names and self._accel_redirect(head.get("x-accel-redirect") or ""):
             return
+        if "x-accel-limit-rate" in head.names:
+            from pyginx.modules.limit_rate import accel_limit_rate
+
+            accel_limit_rate(req, head.get("x-accel-limit-rate") or "")
         if status == 101:
             if not self.upgrade:
                 self._drop()

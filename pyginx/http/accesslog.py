@@ -1,9 +1,13 @@
 """The access log: log_format templates compiled once, lines gathered in a buffer.
 
-Values are escaped as nginx's default `escape=default` does (`"`, `\\` and bytes outside 0x20..0x7e as
-`\\xHH`) and an empty value is written `-`. A writer never makes a syscall per request: lines go into
-a bytearray flushed when it exceeds `buffer=`, after `flush=`, at the end of the current loop iteration
-when no buffer is configured (so concurrent requests share one write), at reopen and at exit.
+Values are escaped as the format's `escape=` says, as nginx does: `default` writes `"`, `\\` and bytes
+outside 0x20..0x7e as `\\xHH` and an empty value as `-`; `json` writes `\\"`, `\\\\`, `\\n` `\\r` `\\t`
+`\\b` `\\f` and other control bytes as `\\u00XX`, an empty value as nothing (other bytes as they are,
+so a UTF-8 value stays valid JSON); `none` writes every value as it is.
+
+A writer never makes a syscall per request: lines go into a bytearray flushed when it exceeds
+`buffer=`, after `flush=`, at the end of the current loop iteration when no buffer is configured (so
+concurrent requests share one write), at reopen and at exit.
 """
 
 from __future__ import annotations
@@ -44,6 +48,43 @@ def _logged(value: str) -> str:
     if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
         return value
     return escape(value)
+
+
+def _json_bytes(raw: bytes) -> str:
+    """nginx's ngx_escape_json over bytes; the result keeps other bytes as they are (surrogates
+    for invalid UTF-8, so the line is written byte for byte)."""
+    return raw.decode("utf-8", "surrogateescape").translate(_JSON)
+
+
+_JSON = {i: f"\\u{i:04X}" for i in range(0x20)}  # nginx: \\u001F
+_JSON.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", ord("\b"): "\\b", ord("\f"): "\\f"})
+_JSON[ord('"')] = '\\"'
+_JSON[ord("\\")] = "\\\\"
+
+
+def _json(value: str) -> str:
+    """escape=json: no `-` for an empty value; `"`, `\\` and control characters escaped."""
+    return value.translate(_JSON) if value else ""
+
+
+def _json_field(value: str) -> str:
+    return _json_bytes(value.encode("latin-1", "replace")) if value else ""
+
+
+def _none(value: str) -> str:
+    """escape=none: the value as it is, empty as empty."""
+    return value
+
+
+def _none_field(value: str) -> str:
+    return value.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+
+
+_SLOW = {
+    "default": ("_logged", "_logged_field"),
+    "json": ("_json", "_json_field"),
+    "none": ("_none", "_none_field"),
+}
 
 
 def _logged_field(value: str) -> str:
@@ -99,6 +140,11 @@ def compile_format(template: str) -> Callable[[Request], bytes]:
     costs a handful of attribute reads instead of a call per variable. A value that is already
     safe (non-empty printable ASCII without `"` or `\\`: nearly every value) is used as it is;
     only the others go through the escaping functions."""
+    mode = "default"
+    if template.startswith("escape="):  # the log_format's escape= (config/logs.py puts it there)
+        word, _, template = template.partition(" ")
+        mode = word[7:]
+    slow_value, slow_field = _SLOW[mode]
     lines: list[str] = []
     pieces: list[str] = []
     getters: list[Getter] = []
@@ -112,15 +158,15 @@ def compile_format(template: str) -> Callable[[Request], bytes]:
             pos = m.end()
             continue
         if name in _ESCAPED_EXPR:
-            expr, slow = _ESCAPED_EXPR[name], "_logged"
+            expr, slow = _ESCAPED_EXPR[name], slow_value
         elif name.startswith("http_"):
-            expr, slow = f"req.headers.get({name[5:].replace('_', '-')!r}, '')", "_logged_field"
+            expr, slow = f"req.headers.get({name[5:].replace('_', '-')!r}, '')", slow_field
         else:
             getters.append(getter(name))
             expr = f"_g[{len(getters) - 1}](req)"
-            slow = "_logged_field" if name.startswith(("cookie_", "sent_http_")) else "_logged"
-            if _kept_empty(name):
-                slow = "_logged_kept"
+            slow = slow_field if name.startswith(("cookie_", "sent_http_")) else slow_value
+            if slow == "_logged" and _kept_empty(name):
+                slow = "_logged_kept"  # found empty: nginx writes nothing, not `-`
         var = f"v{len(lines)}"
         lines.append(
             f"    {var} = {expr}\n"
@@ -144,6 +190,10 @@ def compile_format(template: str) -> Callable[[Request], bytes]:
         "_logged": _logged,
         "_logged_field": _logged_field,
         "_logged_kept": _logged_kept,
+        "_json": _json,
+        "_json_field": _json_field,
+        "_none": _none,
+        "_none_field": _none_field,
         "_g": getters,
         "time_local": time_local,
         "time_iso8601": time_iso8601,

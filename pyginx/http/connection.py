@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from pyginx.errors import HttpError
+from pyginx.http import proxy_protocol
 from pyginx.http.chunklimit import INVALID, TOO_LARGE, ChunkScan
 from pyginx.http.request import Body, Request
 from pyginx.http.uri import normalize_path, split_target, validate_host
@@ -116,6 +117,7 @@ class HttpConnection(asyncio.Protocol):
         "parse_failed",
         "parser",
         "pending_error",
+        "proxy_protocol",
         "queue",
         "read_paused",
         "requests",
@@ -195,6 +197,8 @@ class HttpConnection(asyncio.Protocol):
         self._write_waiter: asyncio.Future[None] | None = None
         self._sent_mark = 0
         self.keepalive_conf = ctx.default_server.settings
+        # listen ... proxy_protocol: a Pending header until it is read, then its ProxyHeader
+        self.proxy_protocol: Any = None
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -219,6 +223,9 @@ class HttpConnection(asyncio.Protocol):
             self._sock_fd = sock.fileno()
         self.transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
         ctx.connection_opened(self)
+        if ctx.proxy_protocol_listens and self.listen_key in ctx.proxy_protocol_listens:
+            self.proxy_protocol = proxy_protocol.Pending()
+            self._slow = True  # the header comes first: read in _special_input
         self.state = WAIT_FIRST
         self.deadline = time.monotonic() + self.keepalive_conf.client_header_timeout
         if ctx.accepting_closed and not ctx.graceful_keep_idle:
@@ -346,6 +353,14 @@ class HttpConnection(asyncio.Protocol):
 
     def _special_input(self, data: bytes) -> bytes | None:
         """Input while the connection is not simply parsing; returns the bytes to parse, or None."""
+        if self.proxy_protocol is not None and type(self.proxy_protocol) is proxy_protocol.Pending:
+            got = proxy_protocol.receive(self, data)
+            if got is None:
+                return None
+            self._slow = False  # nothing else is special on a connection that has just begun
+            if not got:
+                return None
+            data = got
         if self.tunnel is not None:
             self.tunnel(data)
             return None
@@ -869,6 +884,8 @@ class HttpConnection(asyncio.Protocol):
     def request_done(self, req: Request, abort: bool = False) -> None:
         """Called by the request when its response is complete (or aborted)."""
         self.ctx.log_request(req)
+        if req.cleanup is not None:
+            req.run_cleanup()
         if req is not self.active:
             return
         self.active = None

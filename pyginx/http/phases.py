@@ -1,7 +1,7 @@
 """The phase engine (nginx's ngx_http_core_run_phases): one entry path for a request and for every
 internal redirect.
 
-    start(req)           server-rewrite, then find-config          (a new request, internal redirects)
+    start(req)           (post-read: new requests only), server-rewrite, then find-config
     find_config(req)     location search, then the location's phases (also after `rewrite ... last`)
     run_location(req)    rewrite -> preaccess/access/post-access -> precontent (try_files) -> content
                          (a named location starts here, as ngx_http_named_location does)
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 class Plan:
     """One level's handlers, by phase group, in module order."""
 
-    __slots__ = ("server_rewrite", "rewrite", "after", "content", "filters")
+    __slots__ = ("post_read", "server_rewrite", "rewrite", "after", "content", "filters")
 
     def __init__(self, settings: HttpSettings, level: Level) -> None:
         by_phase: dict[Phase, list[PhaseHandler]] = {}
@@ -40,6 +40,7 @@ class Plan:
                 continue
             for phase, handler in m.plan(settings, level):
                 by_phase.setdefault(phase, []).append(handler)
+        self.post_read: tuple[PhaseHandler, ...] = tuple(by_phase.get(Phase.POST_READ, ()))  # realip
         self.server_rewrite: tuple[PhaseHandler, ...] = tuple(by_phase.get(Phase.SERVER_REWRITE, ()))
         self.rewrite: tuple[PhaseHandler, ...] = tuple(by_phase.get(Phase.REWRITE, ()))
         self.after: tuple[PhaseHandler, ...] = tuple(
@@ -77,8 +78,16 @@ class PhaseEngine:
     # ------------------------------------------------------------------ entry points
 
     def start(self, req: Request, first: bool = False) -> None:
-        """A new request or an internal redirect: server rewrite, then the location search."""
+        """A new request or an internal redirect: (post-read, for a new request only), server
+        rewrite, then the location search."""
         splan = self.plan(req.server.settings, "server")
+        if first and splan.post_read:
+            req.settings = req.server.settings
+            self._walk(req, splan.post_read, 0, lambda r: self._server_rewrite(r, splan, first))
+            return
+        self._server_rewrite(req, splan, first)
+
+    def _server_rewrite(self, req: Request, splan: Plan, first: bool) -> None:
         if splan.server_rewrite:
             req.settings = req.server.settings
             self._walk(req, splan.server_rewrite, 0, lambda r: self.find_config(r, first))

@@ -161,6 +161,10 @@ class Request:
     filters: tuple[Any, ...] | None = None
     # set by a header filter that transforms the body: (data, last) -> data
     body_filter: Callable[[bytes, bool], bytes] | None = None
+    # run once when the request is finished and logged (nginx's request pool cleanups: limit_conn)
+    cleanup: list[Callable[[], None]] | None = None
+    # limit_rate: the paced transport its response goes through (http/pacing.py)
+    pacer: Any = None
 
     def __init__(
         self, conn: ClientStream, method: str, request_uri: str, http_minor: int, version: str = ""
@@ -195,6 +199,19 @@ class Request:
         if "host" in self.headers:
             ctx += f', host: "{self.headers["host"]}"'
         log.log(level, message + ctx, self.conn.conn_id)
+
+    def add_cleanup(self, fn: Callable[[], None]) -> None:
+        if self.cleanup is None:
+            self.cleanup = []
+        self.cleanup.append(fn)
+
+    def run_cleanup(self) -> None:
+        fns, self.cleanup = self.cleanup or [], None
+        for fn in reversed(fns):
+            try:
+                fn()
+            except Exception as exc:  # a cleanup must not keep the connection from going on
+                self.log_error("alert", f"request cleanup failed: {exc!r}")
 
     def body_text(self) -> str:
         return b"".join(self.body.chunks).decode("utf-8", "surrogateescape")
@@ -424,6 +441,9 @@ class Request:
         if self.finished:
             return
         self.finished = True
+        if self.pacer is not None:  # limit_rate: done when its last byte is out (http/pacing.py)
+            self.pacer.hold(self)
+            return
         self.end_time = time.monotonic()
         self.conn.request_done(self)
 

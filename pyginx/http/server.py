@@ -52,6 +52,9 @@ class ServerContext:
         }
         self.phases = PhaseEngine(self.location_tables)
         self.default_server: Server = http.servers[0]
+        self.proxy_protocol_listens = frozenset(
+            la.key for s in http.servers for la in s.listen if la.proxy_protocol
+        )
         self.access_logs = AccessLogs(http.log_formats)
         self.logging = _any_access_log(http)  # False: request_done skips the access-log step
         self.connections: set[HttpConnection] = set()
@@ -68,6 +71,11 @@ class ServerContext:
         self.pause_accepting: Callable[[], None] | None = None
         self.resume_accepting: Callable[[], None] | None = None
         self.idle_waiter: asyncio.Future[None] | None = None
+        # stub_status / prometheus_metrics (pyginx/modules/status.py): counts in the shared zone;
+        # None (nothing counted) unless some location shows them
+        from pyginx.modules.status import stats_for
+
+        self.stats = stats_for(self)
 
     def stop_modules(self) -> None:
         """The modules' exit_worker hooks, once, when this configuration stops serving here."""
@@ -82,6 +90,8 @@ class ServerContext:
                     error_log().log("alert", f"exit_worker of module {m.name} failed: {exc!r}")
 
     def next_conn_id(self) -> int:
+        if self.stats is not None:
+            self.stats.counters.add(0)  # status.ACCEPTS
         self._conn_counter += 1
         return self._conn_counter
 
@@ -97,6 +107,8 @@ class ServerContext:
             if len(connections) >= self.max_connections and self.pause_accepting is not None:
                 self.accept_paused = True
                 self.pause_accepting()  # full: let a sibling worker take the next clients
+        if self.stats is not None and conn in connections:
+            self.stats.counters.add(1)  # status.HANDLED (ACCEPTS is counted with the id)
 
     def _drain(self, new: HttpConnection) -> None:
         victims = drain.to_reuse(self.connections, exclude=new)
@@ -125,6 +137,8 @@ class ServerContext:
 
     def process(self, req: Request) -> None:
         """A request whose head is complete, in its turn on the connection."""
+        if self.stats is not None:
+            self.stats.counters.add(2)  # status.REQUESTS, counted at once (stub_status is exact)
         if req.error_status:
             status = req.error_status
             req.error_status = 0
@@ -161,6 +175,8 @@ class ServerContext:
         self.phases.run_location(req)
 
     def log_request(self, req: Request) -> None:
+        if self.stats is not None:
+            self.stats.observe(req)
         if not self.logging:
             return
         if req.status in INTERNAL_400:
@@ -173,6 +189,8 @@ class ServerContext:
     # -------------------------------------------------------------- timeouts
 
     def sweep(self) -> None:
+        if self.stats is not None:
+            self.stats.publish()
         now = time.monotonic()
         for conn in list(self.connections):
             d = conn.deadline

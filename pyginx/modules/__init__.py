@@ -15,17 +15,31 @@ from pyginx.modules import (
     empty_gif,
     geo,
     gzip,
+    limit_conn,
+    limit_rate,
+    limit_req,
     map,
     proxy,
     readiness,
+    realip,
     rewrite,
     split_clients,
     static,
+    status,
     try_files,
 )
 
 ALL: tuple[Module, ...] = (
+    # limits branch: limit_rate has no phase handler, only a header filter; it comes before rewrite
+    # so that its resolve step marks a level before the rewrite module copies it into `if` blocks
+    limit_rate.MODULE,
     rewrite.MODULE,
+    # traffic control and visibility (limits branch); limit_req's preaccess handler runs before
+    # limit_conn's, as in nginx (a request refused by limit_req takes no connection slot)
+    realip.MODULE,
+    limit_req.MODULE,
+    limit_conn.MODULE,
+    status.MODULE,
     access.MODULE,  # the access phase: allow/deny, satisfy; runs the two below
     auth_basic.MODULE,
     auth_request.MODULE,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from pyginx import zone
 from pyginx.log import error_log
-from pyginx.process import pidfile, reload, worker
+from pyginx.process import pidfile, reload, sdnotify, worker
 from pyginx.process.cacheprocs import CacheProcesses
 from pyginx.process.channel import Channel, Command
 from pyginx.process.cycle import (
@@ -97,6 +97,7 @@ class Master:
         self.last_check = time.monotonic()  # the previous heartbeat check
         self.heartbeat_grace = 0.0  # no heartbeat verdict before this time
         self.cache = CacheProcesses()  # the cache manager and loader, with a proxy_cache_path
+        self.ready_pending = True  # systemd (sd_notify): READY=1 once the current workers all serve
 
     # ------------------------------------------------------------------ the loop
 
@@ -146,6 +147,14 @@ class Master:
             self.check_heartbeats(now)
             self.respawn_due(now)
             self.cache.spawn_due(now, self.inherited_by_children())
+            if self.ready_pending:
+                self.notify_ready()
+
+    def notify_ready(self) -> None:
+        current = self.current_workers()
+        if current and all(p.beat.ready() for p in current):
+            self.ready_pending = False
+            sdnotify.ready(f"{len(current)} worker processes")
 
     def timeout(self) -> float:
         now = time.monotonic()
@@ -156,6 +165,8 @@ class Master:
             deadlines.append(self.respawn_at)
         if self.retiring:
             deadlines.append(min(self.retire_deadline, now + 0.05))  # poll readiness briefly
+        elif self.ready_pending:
+            deadlines.append(now + 0.05)  # systemd's READY=1 waits for the workers' first beat
         cache_due = self.cache.next_due()
         if cache_due is not None:
             deadlines.append(cache_due)
@@ -347,6 +358,7 @@ class Master:
     def terminate(self, now: float) -> None:
         if not self.terminating:
             self.terminating = True
+            sdnotify.stopping()
             self.vacant = []
             for proc in self.workers.values():
                 proc.exiting = True
@@ -371,6 +383,7 @@ class Master:
         if self.quitting:
             return
         self.quitting = True
+        sdnotify.stopping()
         self.vacant = []
         self.stop_workers(Command.QUIT)
         self.cache.stop(signal.SIGQUIT)
@@ -401,6 +414,8 @@ class Master:
                     f"new binary process {self.new_binary} is running, configuration not re-read"
                 )
             return
+        sdnotify.reloading()
+        self.ready_pending = True  # READY=1 again once the new workers serve (or the old ones go on)
         old = self.cycle
         fresh = reload.reread(old, master_process=True)
         if fresh is None:

@@ -3,6 +3,8 @@ pyginx's strings), URIs are UTF-8 with surrogate escapes; both are logged byte f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pyginx.http.accesslog import _logged, _logged_field
 
 
@@ -107,3 +109,65 @@ def test_sent_headers_of_a_cached_file_head() -> None:
     assert getter("sent_http_etag")(req) == '"x"'  # type: ignore[arg-type]
     assert getter("sent_http_content_length")(req) == "7"  # type: ignore[arg-type]
     assert getter("sent_http_transfer_encoding")(req) == ""  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------------
+# log_format NAME escape=json|default|none
+
+
+def test_json_escaping_as_ngx_escape_json() -> None:
+    from pyginx.http.accesslog import _json, _json_field
+
+    assert _json("") == ""  # no `-`
+    assert _json('a"b\\c') == 'a\\"b\\\\c'
+    assert _json("\n\r\t\b\f") == "\\n\\r\\t\\b\\f"
+    assert _json("\x01\x1f\x7f") == "\\u0001\\u001F\x7f"  # DEL and bytes >= 0x80 stay as they are
+    assert _json("/caf\xe9") == "/caf\xe9"  # a URI's UTF-8 is written as UTF-8
+    assert (
+        _json_field("caf\xc3\xa9").encode("utf-8", "surrogateescape") == b"caf\xc3\xa9"
+    )  # header bytes as sent
+    assert _json_field("\xff\x00").encode("utf-8", "surrogateescape") == b"\xff\\u0000"
+
+
+def test_none_escaping_keeps_every_byte() -> None:
+    from pyginx.http.accesslog import _none, _none_field
+
+    assert _none("") == ""
+    assert _none('a"\\\n') == 'a"\\\n'
+    assert _none_field("\xff\x01").encode("utf-8", "surrogateescape") == b"\xff\x01"
+
+
+def test_formats_by_escape_mode() -> None:
+    from pyginx.http.accesslog import compile_format
+
+    req = _request(uri='/a"\n', headers={"user-agent": "caf\xc3\xa9\t", "referer": ""})
+    fmt = '{"u":"$uri","a":"$http_user_agent","r":"$http_referer","s":$status}'
+    json_line = compile_format("escape=json " + fmt)(req)  # type: ignore[arg-type]
+    assert json_line == b'{"u":"/a\\"\\n","a":"caf\xc3\xa9\\t","r":"","s":200}\n'
+    none_line = compile_format("escape=none " + fmt)(req)  # type: ignore[arg-type]
+    assert none_line == b'{"u":"/a"\n","a":"caf\xc3\xa9\t","r":"","s":200}\n'
+    default_line = compile_format("escape=default " + fmt)(req)  # type: ignore[arg-type]
+    assert default_line == b'{"u":"/a\\x22\\x0A","a":"caf\\xC3\\xA9\\x09","r":"-","s":200}\n'
+    assert compile_format(fmt)(req) == default_line  # type: ignore[arg-type]
+
+
+def test_log_format_escape_parameter_in_the_config(tmp_path: Path) -> None:
+    import pytest
+
+    from pyginx.config import load_config
+    from pyginx.errors import ConfigError
+
+    def formats(value: str) -> dict[str, str]:
+        conf = tmp_path / "pyginx.yaml"
+        conf.write_text(f"http:\n  log_format:\n    f: {value}\n  servers:\n    - listen: 127.0.0.1:8080\n")
+        cfg = load_config(str(conf), str(tmp_path))
+        assert cfg.http is not None
+        return cfg.http.log_formats
+
+    assert formats("""'escape=json {"u":"$uri"}'""")["f"] == 'escape=json {"u":"$uri"}'
+    assert formats("""[escape=none, '$uri ', $status]""")["f"] == "escape=none $uri $status"
+    assert formats("""'escape=default $uri'""")["f"] == "escape=default $uri"
+    assert formats("'$uri'")["f"] == "$uri"
+    with pytest.raises(ConfigError, match='unknown log format escaping "xml"') as err:
+        formats("'escape=xml $uri'")
+    assert err.value.line == 3

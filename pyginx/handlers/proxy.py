@@ -618,9 +618,14 @@ class _Proxy:
                 self._done()
                 answer()
                 return
-        if "x-accel-redirect" in head.names and self._accel_redirect(head.get("x-accel-redirect") or ""):
+        ignored = self.s.proxy_ignore_headers  # nginx's proxy_ignore_headers X-Accel-Redirect ...
+        if (
+            "x-accel-redirect" in head.names
+            and "x-accel-redirect" not in ignored
+            and self._accel_redirect(head.get("x-accel-redirect") or "")
+        ):
             return
-        if "x-accel-limit-rate" in head.names:
+        if "x-accel-limit-rate" in head.names and "x-accel-limit-rate" not in ignored:
             from pyginx.modules.limit_rate import accel_limit_rate
 
             accel_limit_rate(req, head.get("x-accel-limit-rate") or "")

@@ -185,12 +185,17 @@ def test_x_accel_limit_rate_from_the_upstream(pyginx: Pyginx) -> None:
         - location: /limited/
           limit_rate: 8k
           proxy_pass: http://127.0.0.1:{origin.server_address[1]}/
+        - location: /ignoring/
+          proxy_ignore_headers: X-Accel-Limit-Rate
+          proxy_pass: http://127.0.0.1:{origin.server_address[1]}/
 """,
         )
         pyginx.write_config(text)
         pyginx.start()
         jobs = [_in_thread(lambda: timed_get(pyginx.port, "/up/32768"))]
         took, bodies = timed_get(pyginx.port, "/limited/0")  # 0: no limit, over limit_rate 8k
+        assert bodies == [big_body(SIZE)] and took < 1.0, took
+        took, bodies = timed_get(pyginx.port, "/ignoring/1024")  # proxy_ignore_headers: unpaced
         assert bodies == [big_body(SIZE)] and took < 1.0, took
         t, out = jobs[0]
         t.join(10)

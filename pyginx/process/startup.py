@@ -37,7 +37,8 @@ def serving_notice(config: MainConfig, pid: int) -> str:
     if config.http is not None:
         for server in config.http.servers:
             for addr in server.listen:
-                urls.append(str(addr) if addr.unix is not None else f"http://{addr}/")
+                scheme = "https" if addr.ssl else "http"
+                urls.append(str(addr) if addr.unix is not None else f"{scheme}://{addr}/")
     urls = list(dict.fromkeys(urls))
     if not urls:
         return f"pyginx: no server is configured, listening nowhere (pid {pid})"

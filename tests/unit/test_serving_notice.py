@@ -28,3 +28,13 @@ def test_addresses_once_each_in_order(tmp_path: Path) -> None:
 
 def test_nothing_to_serve(tmp_path: Path) -> None:
     assert notice(tmp_path, "http:\n") == "pyginx: no server is configured, listening nowhere (pid 42)"
+
+
+def test_a_tls_address_is_an_https_url(tmp_path: Path) -> None:
+    text = (
+        "http:\n  servers:\n"
+        "    - listen: '127.0.0.1:8443 ssl'\n"
+        "      ssl_certificate: c.pem\n      ssl_certificate_key: k.pem\n"
+        "    - listen: 127.0.0.1:8080\n"
+    )
+    assert notice(tmp_path, text) == "pyginx: serving on https://127.0.0.1:8443/ http://127.0.0.1:8080/ (pid 42)"

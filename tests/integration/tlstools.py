@@ -9,6 +9,8 @@ from pathlib import Path
 
 import trustme
 
+from tests.integration.rawhttp import read_response, read_until_close
+
 
 @dataclass
 class Pki:
@@ -60,29 +62,6 @@ class TlsResponse:
     peer_subject: str
 
 
-def _read_response(sock: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"connection closed before a response head: {data!r}")
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        rest += chunk
-    return status, headers, rest[:length]
-
-
 def https_get(
     port: int,
     ctx: ssl.SSLContext,
@@ -97,7 +76,7 @@ def https_get(
             s.sendall(
                 f"GET {path} HTTP/1.1\r\nHost: {host or server_name}\r\nConnection: close\r\n\r\n".encode()
             )
-            status, headers, body = _read_response(s)
+            status, headers, body = read_response(s, timeout)
             cert = s.getpeercert() or {}
             subject = ",".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
             return TlsResponse(
@@ -113,14 +92,10 @@ def https_get(
 
 
 def plain_get(port: int, path: str = "/", host: str = "localhost") -> tuple[int, dict[str, str], bytes]:
+    """A plain-HTTP request (to a TLS port, say): the response read to the close."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_close(s)
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     headers = {}

@@ -72,6 +72,21 @@ _PARKED: tuple[()] = ()  # the header and URL pieces of a parked connection (par
 _TIMED_OUT = "client timed out (110: Connection timed out)"
 
 
+# A request's header names as sent -> (name, lower-case name, holds "_"): clients send the same few
+# names again and again, so each is decoded once. Bounded: past the limit, names are decoded per use.
+_header_names: dict[bytes, tuple[str, str, bool]] = {}
+_HEADER_NAMES_MAX = 1024
+
+
+def _header_name(raw: bytes) -> tuple[str, str, bool]:
+    name = raw.decode("latin-1")
+    lower = name.lower()
+    known = (name, lower, "_" in lower)
+    if len(_header_names) < _HEADER_NAMES_MAX and len(raw) <= 64:
+        _header_names[raw] = known
+    return known
+
+
 class _ParseAbort(Exception):
     """Raised inside a parser callback to stop parsing; the reason is in HttpConnection.pending_error."""
 
@@ -631,11 +646,14 @@ class HttpConnection(asyncio.Protocol):
         te: str | None = None
         bad_length = False
         underscores = self.keepalive_conf.underscores_in_headers
+        names = _header_names
         for raw_name, raw_value in self._headers:
-            name = raw_name.decode("latin-1")
+            known = names.get(raw_name)
+            if known is None:
+                known = _header_name(raw_name)
+            name, lower, underscore = known
             value = raw_value.decode("latin-1").strip(" \t")
-            lower = name.lower()
-            if not underscores and "_" in lower:
+            if underscore and not underscores:
                 continue  # nginx's ignore_invalid_headers: dropped, not an error
             header_list.append((name, value))
             if lower in headers:

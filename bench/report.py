@@ -362,7 +362,8 @@ def markdown(
             "",
         ]
     parts += hotspots_section(outcomes)
-    return "\n".join(parts)
+    parts += ["## For scripts", "", summary_line(outcomes)]  # the last line, whatever ran
+    return "\n".join(parts) + "\n"
 
 
 def as_json(

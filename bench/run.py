@@ -201,8 +201,7 @@ def main(argv: list[str]) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     print()
-    print(text)
-    print(report.summary_line(outcomes))
+    print(text, end="")  # it ends with report.summary_line()
     missed = [o.scenario.name for o in outcomes if not report.summarize(o).met]
     return 1 if args.strict and missed else 0
 

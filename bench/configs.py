@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SMALL = "small.bin"  # 1 KiB
+MID = "mid.bin"  # 64 KiB
 LARGE = "large.bin"  # 1 MiB
 SMALL_SIZE = 1024
+MID_SIZE = 64 * 1024
 LARGE_SIZE = 1024 * 1024
 GZIP_TEXT = "gz/text64k.txt"  # 64 KiB of compressible text, served gzipped at level 1 (the gzip scenario)
 GZIP_TEXT_SIZE = 64 * 1024
 GZIP_LEVEL = 1  # nginx's default gzip_comp_level
+NOCACHE = "nocache"  # a location (and folder) with open_file_cache off, in both servers
 
 MAX_NOFILE = 65536  # worker_rlimit_nofile, unless the hard limit is lower (a container may forbid more)
 MAX_WORKER_CONNECTIONS = 16384  # room for the 10,000 idle connections plus the rest
@@ -87,7 +90,10 @@ def write_files(layout: Layout) -> None:
     # Random bytes: incompressible and the same for both servers, which read the very same files.
     small, large = os.urandom(SMALL_SIZE), os.urandom(LARGE_SIZE)
     (layout.www / SMALL).write_bytes(small)
+    (layout.www / MID).write_bytes(os.urandom(MID_SIZE))
     (layout.www / LARGE).write_bytes(large)
+    (layout.www / NOCACHE).mkdir(exist_ok=True)
+    (layout.www / NOCACHE / SMALL).write_bytes(small)
     (layout.origin_www / SMALL).write_bytes(small)
     (layout.www / "gz").mkdir(exist_ok=True)
     (layout.www / GZIP_TEXT).write_bytes(gzip_text())
@@ -105,10 +111,16 @@ def gzip_text() -> bytes:
     return bytes(out[:GZIP_TEXT_SIZE])
 
 
-def pyginx_config(layout: Layout, ports: Ports, origin_port: int, lim: Limits) -> Path:
+def conf_name(server: str, workers: int) -> str:
+    """The configuration file of `server` ("pyginx" or "nginx") with `workers` workers."""
+    suffix = "" if workers == 1 else f"-{workers}w"
+    return f"pyginx{suffix}.yaml" if server == "pyginx" else f"nginx{suffix}.conf"
+
+
+def pyginx_config(layout: Layout, ports: Ports, origin_port: int, lim: Limits, workers: int = 1) -> Path:
     text = f"""\
-# Written by bench/run.py; nginx's equivalent is {layout.nginx / "conf" / "nginx.conf"}
-worker_processes: 1
+# Written by bench/run.py; nginx's equivalent is {layout.nginx / "conf" / conf_name("nginx", workers)}
+worker_processes: {workers}
 master_process: true
 daemon: false
 pid: logs/pyginx.pid
@@ -138,6 +150,8 @@ http:
       root: {layout.www}
       locations:
         - location: /
+        - location: /{NOCACHE}/
+          open_file_cache: "off"
         - location: /proxy/
           proxy_pass: http://origin/
           proxy_http_version: "1.1"
@@ -164,17 +178,17 @@ http:
       root: {layout.www}
       access_log: logs/access.log combined {ACCESS_LOG_BUFFER}
 """
-    path = layout.pyginx / "conf" / "pyginx.yaml"
+    path = layout.pyginx / "conf" / conf_name("pyginx", workers)
     path.write_text(text)
     return path
 
 
-def nginx_common(prefix: Path, lim: Limits) -> str:
+def nginx_common(prefix: Path, lim: Limits, workers: int = 1) -> str:
     """Main-context lines shared by the nginx under test and the origin; every path stays in `prefix`."""
     return f"""\
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile {lim.nofile};
 user root;
 pid {prefix}/logs/nginx.pid;
@@ -194,11 +208,11 @@ def temp_paths(prefix: Path) -> str:
     )
 
 
-def nginx_config(layout: Layout, ports: Ports, origin_port: int, lim: Limits) -> Path:
+def nginx_config(layout: Layout, ports: Ports, origin_port: int, lim: Limits, workers: int = 1) -> Path:
     prefix = layout.nginx
     text = f"""\
-# Written by bench/run.py; pyginx's equivalent is {layout.pyginx / "conf" / "pyginx.yaml"}
-{nginx_common(prefix, lim)}
+# Written by bench/run.py; pyginx's equivalent is {layout.pyginx / "conf" / conf_name("pyginx", workers)}
+{nginx_common(prefix, lim, workers)}
 http {{
 {temp_paths(prefix)}
     default_type application/octet-stream;
@@ -218,6 +232,9 @@ http {{
         listen 127.0.0.1:{ports.main} backlog={BACKLOG};
         root {layout.www};
         location / {{
+        }}
+        location /{NOCACHE}/ {{
+            open_file_cache off;
         }}
         location /proxy/ {{
             proxy_pass http://origin/;
@@ -253,7 +270,7 @@ http {{
     }}
 }}
 """
-    path = prefix / "conf" / "nginx.conf"
+    path = prefix / "conf" / conf_name("nginx", workers)
     path.write_text(text)
     return path
 

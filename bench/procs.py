@@ -25,8 +25,10 @@ class Server:
     port: int
     log_dir: Path
     cpus: str | None = None  # taskset list, e.g. "0"
+    nworkers: int = 1
     proc: subprocess.Popen[bytes] | None = None
-    worker: int | None = None
+    worker: int | None = None  # the first worker (the only one, but in the 2-worker scenario)
+    workers: list[int] = field(default_factory=list)
     known: set[int] = field(default_factory=set)  # every pid seen, for the final clean-up
 
     def start(self, ready_path: str = "/", timeout: float = 20.0) -> None:
@@ -39,8 +41,13 @@ class Server:
         out.close()
         self.known.add(self.proc.pid)
         self.wait_ready(ready_path, timeout)
-        self.worker = self.find_worker(timeout)
-        self.known.add(self.worker)
+        self.workers = self.find_workers(timeout)
+        self.worker = self.workers[0]
+        self.known.update(self.workers)
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of all the workers."""
+        return sum(cpu_seconds(pid) for pid in self.workers)
 
     def wait_ready(self, path: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -51,16 +58,19 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not answer 200 for {path} within {timeout:g}s")
 
-    def find_worker(self, timeout: float) -> int:
+    def find_workers(self, timeout: float) -> list[int]:
         assert self.proc is not None
         deadline = time.monotonic() + timeout
+        kids: list[int] = []
         while time.monotonic() < deadline:
             kids = children(self.proc.pid)
             workers = [pid for pid in kids if b"worker" in cmdline(pid)] or kids
-            if len(workers) == 1:
-                return workers[0]
+            if len(workers) == self.nworkers:
+                return workers
             time.sleep(0.1)
-        raise RuntimeError(f"{self.name}: expected one worker under pid {self.proc.pid}, found {kids}")
+        raise RuntimeError(
+            f"{self.name}: expected {self.nworkers} worker(s) under pid {self.proc.pid}, found {kids}"
+        )
 
     def check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -82,11 +92,14 @@ class Server:
             kill_if_ours(pid, self.argv[0])
         self.proc = None
         self.worker = None
+        self.workers = []
 
 
 def kill_if_ours(pid: int, program: str) -> None:
     """SIGKILL a worker left behind, unless its pid has already been reused by something else."""
-    if os.path.basename(program).encode()[:15] not in comm(pid) and b"pyginx" not in cmdline(pid):
+    if os.path.basename(program).encode()[:15] not in comm(pid) and not any(
+        word in cmdline(pid) for word in (b"pyginx", b"ceiling")
+    ):
         return
     try:
         os.kill(pid, signal.SIGKILL)
@@ -216,3 +229,28 @@ def dechunk(data: bytes) -> bytes:
 
 def http_status(port: int, path: str) -> int:
     return http_get(port, path)[0]
+
+
+def raw_response(port: int, path: str, timeout: float = 2.0) -> bytes:
+    """The exact bytes of one keep-alive response (head and body) to a GET as wrk sends it."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError(f"port {port} closed before the end of the head")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError(f"port {port} closed before the end of the body")
+            body += chunk
+    return head + b"\r\n\r\n" + body[:length]

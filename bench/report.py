@@ -10,7 +10,7 @@ from typing import Any
 
 import pyspy
 import wrkrun
-from scenarios import BUSY, SCENARIOS, SERVERS, IdleResult, Outcome, Params, Run, median
+from scenarios import BUSY, CEILING, SCENARIOS, SERVERS, IdleResult, Outcome, Params, Run, median
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Summary:
     met: bool
     extra: str = ""  # a second figure worth a glance (req/s at 1,000 connections, log cost of nginx)
     per_cpu: str = ""  # the same comparison per second of the worker's CPU (see efficiency())
+    cpu_us: dict[str, float] = dataclasses.field(default_factory=dict)  # server -> CPU µs per request
 
 
 METRICS: dict[str, tuple[str, str, Key]] = {  # metric -> (measure shown, unit, how to read it from a run)
@@ -66,10 +67,18 @@ def efficiency(key: Key) -> Key:
     return lambda r: key(r) / r.server_cpu if r.server_cpu > 0 else math.nan
 
 
-def round_ratios(runs: list[Run], key: Key, variant: str = "") -> list[float]:
-    mine = per_server(runs, "pyginx", key, variant)
-    theirs = per_server(runs, "nginx", key, variant)
+def round_ratios(
+    runs: list[Run], key: Key, variant: str = "", subject: str = "pyginx", base: str = "nginx"
+) -> list[float]:
+    mine = per_server(runs, subject, key, variant)
+    theirs = per_server(runs, base, key, variant)
     return [a / b if b else math.nan for a, b in zip(mine, theirs, strict=True)]
+
+
+def cpu_us(runs: list[Run], variant: str = "") -> dict[str, float]:
+    """Per server, the median over its runs of the workers' CPU microseconds per request."""
+    servers = sorted({r.server for r in runs}, key=lambda s: (s != "pyginx", s != "nginx", s))
+    return {s: median(per_server(runs, s, lambda r: r.cpu_us, variant)) for s in servers}
 
 
 def summarize(outcome: Outcome) -> Summary:
@@ -84,10 +93,13 @@ def summarize(outcome: Outcome) -> Summary:
 def summarize_load(outcome: Outcome) -> Summary:
     scenario = outcome.scenario
     measure, unit, key = METRICS[scenario.target.metric]
-    ratios = round_ratios(outcome.runs, key)
+    subject = CEILING if CEILING in scenario.servers else "pyginx"
+    ratios = round_ratios(outcome.runs, key, subject=subject)
     ratio = median(ratios)
-    extra, per_cpu = "", times(median(round_ratios(outcome.runs, efficiency(key))))
-    if scenario.name == "gzip":
+    extra, per_cpu = "", times(median(round_ratios(outcome.runs, efficiency(key), subject=subject)))
+    if subject == CEILING:
+        extra = f"pyginx/ceiling {times(median(round_ratios(outcome.runs, key, base=CEILING)))}"
+    elif scenario.name == "gzip":
         cpu = [median(per_server(outcome.runs, s, cpu_per_request)) for s in SERVERS]
         extra = f"CPU/request {cpu[0]:,.0f} µs vs {cpu[1]:,.0f} µs"
     if scenario.target.metric == "p99":
@@ -99,7 +111,7 @@ def summarize_load(outcome: Outcome) -> Summary:
         scenario.title,
         measure,
         unit,
-        median(per_server(outcome.runs, "pyginx", key)),
+        median(per_server(outcome.runs, subject, key)),
         median(per_server(outcome.runs, "nginx", key)),
         ratio,
         ratios,
@@ -110,6 +122,7 @@ def summarize_load(outcome: Outcome) -> Summary:
         scenario.target.met(ratio),
         extra,
         per_cpu,
+        cpu_us(outcome.runs),
     )
 
 
@@ -166,6 +179,7 @@ def summarize_accesslog(outcome: Outcome) -> Summary:
         scenario.target.met(mine),
         f"req/s {rps[0]:,.0f} vs {rps[1]:,.0f}",
         f"cost {fmt(per_cpu[0] * 100, '%')} vs {fmt(per_cpu[1] * 100, '%')}",
+        cpu_us(outcome.runs, "log"),
     )
 
 
@@ -198,8 +212,8 @@ def fmt(value: float, unit: str) -> str:
 def summary_table(summaries: list[Summary]) -> list[str]:
     lines = [
         "| scenario | measure | pyginx | nginx | pyginx/nginx (median of rounds) | per-round ratios | target"
-        " | met | per worker CPU-second |",
-        "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- |",
+        " | met | per worker CPU-second | worker CPU µs/request |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
     ]
     for s in summaries:
         rounds = ", ".join(
@@ -211,16 +225,48 @@ def summary_table(summaries: list[Summary]) -> list[str]:
         lines.append(
             f"| {s.title} | {s.measure}{extra} | {fmt(s.pyginx, s.unit)} | {fmt(s.nginx, s.unit)} "
             f"| **{times(s.ratio)}**{ratio_note} | {rounds} | {target} | {'yes' if s.met else '**no**'} "
-            f"| {s.per_cpu or 'n/a'} |"
+            f"| {s.per_cpu or 'n/a'} | {cpu_text(s.cpu_us)} |"
         )
     return lines
+
+
+def cpu_text(figures: dict[str, float]) -> str:
+    return (
+        ", ".join(f"{name} {value:.1f}" for name, value in figures.items() if not math.isnan(value)) or "n/a"
+    )
+
+
+SUMMARY_NAMES = (  # name in the summary line -> scenario
+    ("small", "small"),
+    ("nocache", "nocache"),
+    ("mid", "mid"),
+    ("big", "large"),
+    ("proxy", "proxy"),
+    ("c1000_p99", "c1000"),
+)
+
+
+def summary_line(outcomes: list[Outcome]) -> str:
+    """One line for scripts: `pyginx/nginx small=0.65x ... logged_vs_unlogged=0.77x idle_bytes_per_conn=2655`
+    (n/a for a scenario not run)."""
+    by_name = {o.scenario.name: summarize(o) for o in outcomes}
+    parts = []
+    for label, name in SUMMARY_NAMES:
+        found = by_name.get(name)
+        parts.append(f"{label}={times(found.ratio) if found else 'n/a'}")
+    log = by_name.get("accesslog")
+    parts.append(f"logged_vs_unlogged={times(1 - log.pyginx / 100) if log else 'n/a'}")
+    idle = by_name.get("idle")
+    idle_bytes = "n/a" if idle is None or math.isnan(idle.pyginx) else f"{idle.pyginx * 1024:.0f}"
+    parts.append(f"idle_bytes_per_conn={idle_bytes}")
+    return "pyginx/nginx " + " ".join(parts)
 
 
 def runs_table(outcomes: list[Outcome]) -> list[str]:
     lines = [
         "| scenario | server | round | req/s | MB/s | p50 ms | p90 ms | p99 ms | max ms | errors (HTTP/socket)"
-        " | worker CPU | wrk CPU | others' CPU | bytes/resp |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        " | worker CPU | CPU µs/req | wrk CPU | others' CPU | bytes/resp |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for outcome in outcomes:
         for r in outcome.runs:
@@ -231,7 +277,7 @@ def runs_table(outcomes: list[Outcome]) -> list[str]:
             lines.append(
                 f"| {outcome.scenario.name} | {server} | {r.round} | {w.rps:,.0f} | {w.mb_per_s:,.1f} "
                 f"| {w.p50_ms:.2f} | {w.p90_ms:.2f} | {w.p99_ms:.2f} | {w.max_ms:.1f} "
-                f"| {w.http_errors}/{w.socket_errors} | {r.server_cpu:.0%} | {w.client_cpu:.0%} | {r.other_cpu:.0%} "
+                f"| {w.http_errors}/{w.socket_errors} | {r.server_cpu:.0%} | {r.cpu_us:.1f} | {w.client_cpu:.0%} | {r.other_cpu:.0%} "
                 f"| {w.bytes_per_request:,.0f} |"
             )
     return lines
@@ -300,7 +346,7 @@ def markdown(
     summaries = [summarize(o) for o in outcomes]
     problems = [f"- {o.scenario.name}: {p}" for o in outcomes for p in [*o.problems, *client_bound(o)]]
     parts = header(machine, params, pinning, quick)
-    parts += ["", "## Against the targets of issue 6", "", *summary_table(summaries), ""]
+    parts += ["", "## Against the targets of issue 11", "", *summary_table(summaries), ""]
     parts += [
         "Ratios are pyginx/nginx: above 1 pyginx is faster for req/s and MB/s, and worse for latency and"
         " memory. Each ratio is the median of the ratios of the rounds (pyginx and nginx measured back to"
@@ -325,7 +371,8 @@ def markdown(
             "",
         ]
     parts += hotspots_section(outcomes)
-    return "\n".join(parts)
+    parts += ["## For scripts", "", summary_line(outcomes)]  # the last line, whatever ran
+    return "\n".join(parts) + "\n"
 
 
 def as_json(
@@ -343,6 +390,7 @@ def as_json(
                 **dataclasses.asdict(r),
                 "rps": r.wrk.rps,
                 "mb_per_s": r.wrk.mb_per_s,
+                "cpu_us": r.cpu_us,
             }
             for o in outcomes
             for r in o.runs

@@ -82,11 +82,13 @@ def pinning_text(server_cpus: str | None, client_cpus: str | None) -> str:
 
 def prepare(root: Path, args: argparse.Namespace, programs: dict[str, str]) -> scenarios.Bench:
     layout = configs.make_layout(root)
-    ports = {name: configs.Ports(configs.free_port(), configs.free_port()) for name in scenarios.SERVERS}
+    names = (*scenarios.SERVERS, scenarios.CEILING)
+    ports = {name: configs.Ports(configs.free_port(), configs.free_port()) for name in names}
     origin_port = configs.free_port()
     lim = configs.limits()
-    configs.pyginx_config(layout, ports["pyginx"], origin_port, lim)
-    configs.nginx_config(layout, ports["nginx"], origin_port, lim)
+    for workers in sorted({s.workers for s in scenarios.SCENARIOS}):
+        configs.pyginx_config(layout, ports["pyginx"], origin_port, lim, workers)
+        configs.nginx_config(layout, ports["nginx"], origin_port, lim, workers)
     configs.origin_config(layout, origin_port, lim)
     server_cpus, client_cpus = (None, None) if args.no_pin else tools.cpu_plan()
     return scenarios.Bench(
@@ -199,7 +201,7 @@ def main(argv: list[str]) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     print()
-    print(text)
+    print(text, end="")  # it ends with report.summary_line()
     missed = [o.scenario.name for o in outcomes if not report.summarize(o).met]
     return 1 if args.strict and missed else 0
 

@@ -1,4 +1,4 @@
-"""The scenarios (issue 6's six, and issue 15's gzip) and how each is measured.
+"""The scenarios (issues 6 and 11, and issue 15's gzip) and how each is measured.
 
 Load scenarios run wrk against pyginx and nginx in alternating rounds (A B, B A, A B, ...) after a
 warm-up, so that a drift of the machine (other work, thermal state) lands on both servers alike; the
@@ -26,6 +26,7 @@ import pyspy
 import wrkrun
 
 SERVERS = ("pyginx", "nginx")
+CEILING = "ceiling"  # bench/ceiling.py: uvloop + httptools answering fixed bytes, Python's limit
 BUSY = 0.2  # others' CPU (in CPUs) above which a scenario's figures are flagged as disturbed
 
 
@@ -42,6 +43,8 @@ class Target:
 
     def describe(self) -> str:
         sign = ">=" if self.higher_is_better else "<="
+        if self.limit == 0:
+            return "reference"
         if self.metric == "kib_per_conn":
             return f"{sign} {self.limit:g} KiB"
         if self.metric == "log_cost":
@@ -58,17 +61,47 @@ class Scenario:
     path: str = "/" + configs.SMALL
     connections: int = 50
     headers: tuple[tuple[str, str], ...] = ()  # request headers wrk sends
+    servers: tuple[str, ...] = SERVERS
+    workers: int = 1  # worker processes of each server
+    pinned: bool = True  # False: neither the servers nor wrk are pinned to CPUs (the scaling run)
 
 
+# The targets of issue 11 (they supersede issue 6's).
 SCENARIOS = (
     Scenario("small", "1 KiB file, 50 keep-alive conns", "load", Target("rps", 1.0, True)),
     Scenario(
+        "nocache",
+        "1 KiB file, open_file_cache off, 50 conns",
+        "load",
+        Target("rps", 0.7, True),
+        f"/{configs.NOCACHE}/{configs.SMALL}",
+    ),
+    Scenario("mid", "64 KiB file, 50 keep-alive conns", "load", Target("mbps", 0.9, True), "/" + configs.MID),
+    Scenario(
         "large", "1 MiB file, 50 keep-alive conns", "load", Target("mbps", 0.9, True), "/" + configs.LARGE
+    ),
+    # the reference row: what a bare uvloop + httptools responder sending pyginx's very bytes does
+    # (ratio ceiling/nginx; the extra figure says how close pyginx gets to it)
+    Scenario(
+        "ceiling",
+        "1 KiB: uvloop + httptools ceiling, 50 conns",
+        "load",
+        Target("rps", 0.0, True),
+        servers=(*SERVERS, CEILING),
     ),
     Scenario(
         "proxy", "proxy to keep-alive origin, 50 conns", "load", Target("rps", 0.8, True), "/proxy/small.bin"
     ),
-    Scenario("c1000", "1 KiB file, 1000 conns", "load", Target("p99", 2.0, False), connections=1000),
+    Scenario("c1000", "1 KiB file, 1000 conns", "load", Target("p99", 1.5, False), connections=1000),
+    Scenario(
+        "small_2w",
+        "1 KiB file, 2 workers, unpinned, 100 conns",
+        "load",
+        Target("rps", 1.0, True),
+        connections=100,
+        workers=2,
+        pinned=False,
+    ),
     # proxy_cache (issue 14): a warm cache's HIT (the warm-up fetches the entry), and the cost of a MISS
     # (proxy_cache_bypass: every request fetched and stored) to set beside the `proxy` row
     Scenario(
@@ -81,9 +114,9 @@ SCENARIOS = (
         Target("rps", 0.8, True),
         "/miss/small.bin",
     ),
-    Scenario("idle", "idle keep-alive conns (memory)", "idle", Target("kib_per_conn", 4.0, False)),
+    Scenario("idle", "idle keep-alive conns (memory)", "idle", Target("kib_per_conn", 2.0, False)),
     Scenario(
-        "accesslog", "1 KiB file, access log on, 50 conns", "accesslog", Target("log_cost", 0.15, False)
+        "accesslog", "1 KiB file, access log on, 50 conns", "accesslog", Target("log_cost", 0.10, False)
     ),
     # Both compress with zlib at the same level; the report adds the worker's CPU per request.
     Scenario(
@@ -118,6 +151,12 @@ class Run:
     wrk: wrkrun.WrkResult
     server_cpu: float  # worker CPU seconds per second of the run (1.0 = one core busy)
     other_cpu: float  # the same for every other process on the machine: others' load skews a run
+
+    @property
+    def cpu_us(self) -> float:
+        """The workers' CPU time (utime + stime) per request served, in microseconds."""
+        rps = self.wrk.rps
+        return self.server_cpu / rps * 1e6 if rps else float("nan")
 
 
 @dataclass
@@ -173,18 +212,35 @@ class Bench:
     def prefix(self, name: str) -> Path:
         return self.layout.pyginx if name == "pyginx" else self.layout.nginx
 
-    def make_server(self, name: str) -> procs.Server:
+    def make_server(self, name: str, scenario: Scenario | None = None) -> procs.Server:
+        workers = scenario.workers if scenario else 1
+        cpus = self.server_cpus if scenario is None or scenario.pinned else None
         port = self.ports[name].main
+        if name == CEILING:
+            argv = [
+                sys.executable,
+                str(Path(__file__).with_name("ceiling.py")),
+                str(port),
+                str(self.ceiling_bytes),
+            ]
+            return procs.Server(name, argv, port, self.layout.root, cpus)
         if name == "pyginx":
-            argv = [sys.executable, "-m", "pyginx", "-p", str(self.layout.pyginx), "-c", "conf/pyginx.yaml"]
-            return procs.Server(name, argv, port, self.layout.pyginx / "logs", self.server_cpus)
-        return self.nginx_server(name, self.layout.nginx, port, self.server_cpus)
+            conf = "conf/" + configs.conf_name("pyginx", workers)
+            argv = [sys.executable, "-m", "pyginx", "-p", str(self.layout.pyginx), "-c", conf]
+            return procs.Server(name, argv, port, self.layout.pyginx / "logs", cpus, workers)
+        return self.nginx_server(name, self.layout.nginx, port, cpus, workers)
 
-    def nginx_server(self, name: str, prefix: Path, port: int, cpus: str | None) -> procs.Server:
-        conf = prefix / "conf" / "nginx.conf"
+    @property
+    def ceiling_bytes(self) -> Path:
+        return self.layout.root / "ceiling-response.bin"
+
+    def nginx_server(
+        self, name: str, prefix: Path, port: int, cpus: str | None, workers: int = 1
+    ) -> procs.Server:
+        conf = prefix / "conf" / configs.conf_name("nginx", workers)
         log = prefix / "logs" / "error.log"
         argv = [self.nginx, "-p", str(prefix), "-c", str(conf), "-e", str(log)]
-        return procs.Server(name, argv, port, prefix / "logs", cpus)
+        return procs.Server(name, argv, port, prefix / "logs", cpus, workers)
 
     def origin(self) -> procs.Server:
         # The origin shares the client CPUs: the server under test keeps its core to itself.
@@ -192,18 +248,21 @@ class Bench:
 
 
 @contextmanager
-def running(bench: Bench, ready_path: str, outcome: Outcome) -> Iterator[dict[str, procs.Server]]:
+def running(bench: Bench, scenario: Scenario, outcome: Outcome) -> Iterator[dict[str, procs.Server]]:
     """Fresh pyginx and nginx for one scenario, stopped by pid whatever happens; what they logged
     meanwhile that looks like trouble goes into the outcome."""
     sizes = log_sizes(bench)
     busy = others_load(bench)
     if busy > BUSY:
         outcome.problems.append(f"the machine was busy before the scenario: others used {busy:.0%} of a CPU")
-    servers = {name: bench.make_server(name) for name in SERVERS}
+    servers = {name: bench.make_server(name, scenario) for name in scenario.servers}
     bench.servers = list(servers.values())
     try:
-        for server in servers.values():
-            server.start(ready_path)
+        for name, server in servers.items():
+            if name == CEILING:
+                # pyginx's own bytes for the small file, so that both write as much per request
+                bench.ceiling_bytes.write_bytes(procs.raw_response(bench.ports["pyginx"].main, scenario.path))
+            server.start(scenario.path)
         yield servers
     finally:
         for server in servers.values():
@@ -225,23 +284,21 @@ def wait_quiet(bench: Bench) -> None:
         pass
 
 
-def rounds_order(index: int) -> tuple[str, ...]:
-    return SERVERS if index % 2 == 0 else SERVERS[::-1]
+def rounds_order(index: int, servers: tuple[str, ...] = SERVERS) -> tuple[str, ...]:
+    return servers if index % 2 == 0 else servers[::-1]
 
 
 def measure(bench: Bench, server: procs.Server, port: int, scenario: Scenario, duration: float) -> Run:
     """One wrk run against `server` on `port`, with the worker's CPU use over the same time."""
+    threads = bench.client_threads() if scenario.pinned else 2
     job = wrkrun.WrkJob(
-        f"http://127.0.0.1:{port}{scenario.path}",
-        scenario.connections,
-        duration,
-        bench.client_threads(),
-        headers=scenario.headers,
+        f"http://127.0.0.1:{port}{scenario.path}", scenario.connections, duration, threads, headers=scenario.headers
     )
     assert server.worker is not None
-    snapshot, worker = procs.cpu_snapshot(), procs.cpu_seconds(server.worker)
-    result = wrkrun.run(job, bench.script, bench.client_cpus, bench.wrk_log)
-    server_cpu = procs.cpu_seconds(server.worker) - worker
+    snapshot, worker = procs.cpu_snapshot(), server.cpu_seconds()
+    client_cpus = bench.client_cpus if scenario.pinned else None
+    result = wrkrun.run(job, bench.script, client_cpus, bench.wrk_log)
+    server_cpu = server.cpu_seconds() - worker
     others = procs.others_cpu(snapshot, bench.our_pids())
     server.check_alive()
     time.sleep(bench.params.pause)
@@ -249,7 +306,7 @@ def measure(bench: Bench, server: procs.Server, port: int, scenario: Scenario, d
 
 
 def warm_up(bench: Bench, servers: dict[str, procs.Server], scenario: Scenario, logged: bool = False) -> None:
-    for name in SERVERS:
+    for name in scenario.servers:
         ports = bench.ports[name]
         for port in (ports.logged, ports.main) if logged else (ports.main,):
             measure(bench, servers[name], port, scenario, bench.params.warmup)
@@ -257,12 +314,12 @@ def warm_up(bench: Bench, servers: dict[str, procs.Server], scenario: Scenario, 
 
 def run_load(bench: Bench, scenario: Scenario) -> Outcome:
     outcome = Outcome(scenario)
-    with running(bench, scenario.path, outcome) as servers:
+    with running(bench, scenario, outcome) as servers:
         check_responses(bench, servers, scenario)
         warm_up(bench, servers, scenario)
         for index in range(bench.params.rounds):
             wait_quiet(bench)
-            for name in rounds_order(index):
+            for name in rounds_order(index, scenario.servers):
                 run = measure(bench, servers[name], bench.ports[name].main, scenario, bench.params.duration)
                 run.round = index + 1
                 outcome.runs.append(run)
@@ -294,7 +351,7 @@ def profile(bench: Bench, server: procs.Server, port: int, scenario: Scenario, o
 def run_accesslog(bench: Bench, scenario: Scenario) -> Outcome:
     """Each round measures each server with the log on and off back to back: the cost is per server."""
     outcome = Outcome(scenario)
-    with running(bench, scenario.path, outcome) as servers:
+    with running(bench, scenario, outcome) as servers:
         check_responses(bench, servers, scenario)
         warm_up(bench, servers, scenario, logged=True)
         logged_before = {name: count_log_lines(bench, name) for name in SERVERS}
@@ -332,7 +389,7 @@ def count_log_lines(bench: Bench, name: str) -> int:
 
 def run_idle(bench: Bench, scenario: Scenario) -> Outcome:
     outcome = Outcome(scenario)
-    with running(bench, scenario.path, outcome) as servers:
+    with running(bench, scenario, outcome) as servers:
         check_responses(bench, servers, scenario)
         for name in SERVERS:
             result = hold_idle(bench, servers[name], scenario.path, bench.params.idle_connections)
@@ -394,7 +451,7 @@ def stop_client(client: subprocess.Popen[bytes]) -> None:
 def check_responses(bench: Bench, servers: dict[str, procs.Server], scenario: Scenario) -> None:
     """Both servers must answer the scenario's URL with 200 and the very same body, or nothing compares."""
     expected = expected_body(bench, scenario.path)
-    for name in SERVERS:
+    for name in scenario.servers:
         ports = bench.ports[name]
         for port in (ports.main, ports.logged) if scenario.kind == "accesslog" else (ports.main,):
             status, headers, body = procs.http_get(port, scenario.path, headers=scenario.headers)
@@ -410,11 +467,9 @@ def check_responses(bench: Bench, servers: dict[str, procs.Server], scenario: Sc
 
 
 def expected_body(bench: Bench, path: str) -> bytes:
-    if not path.startswith("/proxy/"):
-        return (bench.layout.www / path.lstrip("/")).read_bytes()
-    name = path.rsplit("/", 1)[-1]
-    root = bench.layout.origin_www
-    return (root / name).read_bytes()
+    if path.startswith("/proxy/"):
+        return (bench.layout.origin_www / path.rsplit("/", 1)[-1]).read_bytes()
+    return (bench.layout.www / path.lstrip("/")).read_bytes()
 
 
 def server_logs(bench: Bench) -> list[tuple[str, Path]]:
@@ -448,7 +503,8 @@ def progress(scenario: Scenario, run: Run) -> None:
     w = run.wrk
     variant = f" {run.variant}" if run.variant else ""
     print(
-        f"  {scenario.name:9} {run.server:6}{variant:6} round {run.round}: {w.rps:10,.0f} req/s {w.mb_per_s:8,.1f} MB/s"
+        f"  {scenario.name:9} {run.server:7}{variant:6} round {run.round}: {w.rps:10,.0f} req/s {w.mb_per_s:8,.1f} MB/s"
+        f"  {run.cpu_us:6.1f} cpu-us/req"
         f"  p50 {w.p50_ms:6.2f} p99 {w.p99_ms:7.2f} ms  err {w.http_errors}+{w.socket_errors}"
         f"  cpu srv {run.server_cpu:.0%} wrk {w.client_cpu:.0%} others {run.other_cpu:.0%}",
         flush=True,

@@ -177,6 +177,7 @@ def _settings_answerable(s: HttpSettings) -> bool:
     if len(_answerable) > 1024:
         _answerable.clear()
         _answers.clear()  # their keys hold ids of settings no longer kept alive here
+        _uncached.clear()
     _answerable[id(s)] = (s, ok)  # the settings object is kept, so its id cannot be reused
     return ok
 
@@ -205,6 +206,68 @@ def _remember(ctx: _Ctx, block: bytes, body: bytes) -> None:
     _answers[ctx.answer_key] = _Answer(block, body, cache.last_valid_until)
 
 
+# ------------------------------------------------------------------ the uncached answer
+#
+# With open_file_cache off, nginx opens, fstat()s and reads the file on every request, and so does
+# pyginx; but for the same answerable (settings, URI) the path, the content type and the entity
+# headers come out the same as long as the fstat says the same file (mtime, size, inode, device):
+# they are remembered with that identity, and a repeated plain request costs open + fstat + pread +
+# close and one write. Any difference (or any error) takes the full path, which logs and answers.
+
+
+class _Uncached:
+    __slots__ = ("block", "identity", "path")
+
+    def __init__(self, path: str, identity: tuple[int, int, int, int], block: bytes) -> None:
+        self.path = path
+        self.identity = identity
+        self.block = block
+
+
+_uncached: dict[tuple[int, str], _Uncached] = {}
+_O_READ = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+def _remember_uncached(ctx: _Ctx, mapped: Mapped, info: FileInfo, block: bytes) -> None:
+    s = ctx.s
+    req = ctx.req
+    if (
+        s.open_file_cache.max > 0
+        or s.disable_symlinks != "off"
+        or s.try_files is not None
+        or ctx.uri != req.uri
+        or req.settings is not s
+        or not _plain(req)
+        or not _settings_answerable(s)
+    ):
+        return
+    if len(_uncached) >= _ANSWERS_MAX:
+        _uncached.clear()
+    _uncached[(id(s), req.uri)] = _Uncached(mapped.path, (info.mtime, info.size, info.ino, info.dev), block)
+
+
+def _answer_uncached(req: Request, memo: _Uncached) -> bool:
+    """The remembered answer with this request's own read of the file; False: take the full path."""
+    try:
+        fd = os.open(memo.path, _O_READ)
+    except (OSError, ValueError):
+        return False
+    try:
+        st = os.fstat(fd)
+        size = st.st_size
+        if (int(st.st_mtime), size, st.st_ino, st.st_dev) != memo.identity or not stat.S_ISREG(st.st_mode):
+            return False
+        body = os.pread(fd, size + 1, 0)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if len(body) != size:
+        return False
+    req.respond_prebuilt(200, memo.block, body, size)
+    return True
+
+
 def handle(req: Request) -> Awaitable[None] | None:
     """The content handler for a static location (see the module docstring for the order)."""
     s = req.settings
@@ -217,6 +280,11 @@ def handle(req: Request) -> Awaitable[None] | None:
             req.respond_prebuilt(200, answer.block, answer.body, len(answer.body))
             return None
         del _answers[lookup]
+    memo = _uncached.get(lookup)
+    if memo is not None and _plain(req):
+        if _answer_uncached(req, memo):
+            return None
+        del _uncached[lookup]
     answerable = s.open_file_cache.max > 0 and _plain(req) and _settings_answerable(s)
     ctx = _Ctx(req)
     ctx.answer_key = lookup if answerable else None
@@ -627,6 +695,8 @@ def _respond_file(
         if body is not None:
             block = info.header_block(content_type, s.etag, encoding, vary, ranges_on)
             _remember(ctx, block, body)
+            if fd < 0 and not encoding:
+                _remember_uncached(ctx, mapped, info, block)
             req.respond_prebuilt(200, block, body, len(body))
             return None
         headers = _entity_headers(info, content_type, s, encoding, vary, last_modified=True)

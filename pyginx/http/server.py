@@ -17,7 +17,7 @@ from pyginx import modules
 from pyginx.config.model import Http, HttpSettings, Location, MainConfig, Server
 from pyginx.http import drain
 from pyginx.http.accesslog import AccessLogs
-from pyginx.http.connection import HttpConnection
+from pyginx.http.connection import IDLE, HttpConnection
 from pyginx.http.phases import PhaseEngine, apply_location
 from pyginx.http.request import Request
 from pyginx.http.router import ListenKey, LocationTable, ServerTable, build_server_tables
@@ -196,6 +196,8 @@ class ServerContext:
             d = conn.deadline
             if d and d <= now:
                 conn.check_deadline(now)
+            elif isinstance(conn, HttpConnection) and conn.state == IDLE:
+                conn.park_idle()  # idle keep-alive connections hold as little memory as they can
 
 
 class HttpServer:

@@ -82,3 +82,68 @@ def test_open_file_cache_off_keeps_no_answers(tmp_path: Path) -> None:
         assert statuses(ex.feed(GET)) == [404]
     finally:
         ex.close()
+
+
+def _uncached_config(root: Path) -> MainConfig:
+    s = HttpSettings(root=str(root))  # open_file_cache off: nginx's default
+    server = Server((ListenAddr("127.0.0.1", 8080),), ("localhost",), s, (Location("", "/", s),))
+    return MainConfig(file="t.yaml", prefix=str(root), http=Http(s, (server,), {}, {}))
+
+
+def test_uncached_answers_read_the_file_every_time(tmp_path: Path) -> None:
+    """open_file_cache off: the remembered headers hold only while fstat shows the same file; the
+    body is read per request, a changed file gets new headers and a removed one its 404."""
+    static._uncached.clear()
+    f = tmp_path / "f.txt"
+    f.write_bytes(b"one")
+    os.utime(f, (1_000_000, 1_000_000))
+    ex = Exchange(_uncached_config(tmp_path))
+    try:
+        first = ex.feed(GET)
+        assert first.endswith(b"one") and len(static._uncached) == 1
+        ex.transport.out.clear()
+        second = ex.feed(GET)
+
+        def undated(out: bytes) -> list[bytes]:
+            return [line for line in out.split(b"\r\n") if not line.startswith(b"Date:")]
+
+        assert undated(second) == undated(first)
+        f.write_bytes(b"uno")  # same size, same mtime: the fresh bytes with the same headers
+        os.utime(f, (1_000_000, 1_000_000))
+        ex.transport.out.clear()
+        out = ex.feed(GET)
+        assert out.endswith(b"uno") and b"Content-Length: 3\r\n" in out
+        f.write_bytes(b"three")  # another size: the full path again, new validators
+        os.utime(f, (2_000_000, 2_000_000))
+        ex.transport.out.clear()
+        out = ex.feed(GET)
+        assert out.endswith(b"three") and b"Content-Length: 5\r\n" in out
+        assert b"Last-Modified: Sat, 24 Jan 1970" in out
+        ex.transport.out.clear()
+        head = ex.feed(b"HEAD /f.txt HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert statuses(head) == [200] and head.endswith(b"\r\n\r\n") and b"Content-Length: 5\r\n" in head
+        f.unlink()
+        ex.transport.out.clear()
+        assert statuses(ex.feed(GET)) == [404]
+        assert not static._uncached
+    finally:
+        ex.close()
+        static._uncached.clear()
+
+
+def test_uncached_answers_skip_conditionals(tmp_path: Path) -> None:
+    static._uncached.clear()
+    (tmp_path / "f.txt").write_bytes(b"0123456789")
+    ex = Exchange(_uncached_config(tmp_path))
+    try:
+        out = ex.feed(GET)
+        etag = out.split(b"ETag: ")[1].split(b"\r\n")[0]
+        ex.transport.out.clear()
+        out = ex.feed(b"GET /f.txt HTTP/1.1\r\nHost: a\r\nIf-None-Match: " + etag + b"\r\n\r\n")
+        assert statuses(out) == [304]
+        ex.transport.out.clear()
+        out = ex.feed(b"GET /f.txt HTTP/1.1\r\nHost: a\r\nRange: bytes=2-4\r\n\r\n")
+        assert statuses(out) == [206] and out.endswith(b"234")
+    finally:
+        ex.close()
+        static._uncached.clear()

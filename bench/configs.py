@@ -24,6 +24,8 @@ GZIP_TEXT = "gz/text64k.txt"  # 64 KiB of compressible text, served gzipped at l
 GZIP_TEXT_SIZE = 64 * 1024
 GZIP_LEVEL = 1  # nginx's default gzip_comp_level
 NOCACHE = "nocache"  # a location (and folder) with open_file_cache off, in both servers
+LIMITED = "limited"  # a location (and folder) behind limit_req at a rate no run reaches (issue 15)
+LIMIT_RATE = "1000000r/s"
 
 MAX_NOFILE = 65536  # worker_rlimit_nofile, unless the hard limit is lower (a container may forbid more)
 MAX_WORKER_CONNECTIONS = 16384  # room for the 10,000 idle connections plus the rest
@@ -94,6 +96,8 @@ def write_files(layout: Layout) -> None:
     (layout.www / LARGE).write_bytes(large)
     (layout.www / NOCACHE).mkdir(exist_ok=True)
     (layout.www / NOCACHE / SMALL).write_bytes(small)
+    (layout.www / LIMITED).mkdir(exist_ok=True)
+    (layout.www / LIMITED / SMALL).write_bytes(small)
     (layout.origin_www / SMALL).write_bytes(small)
     (layout.www / "gz").mkdir(exist_ok=True)
     (layout.www / GZIP_TEXT).write_bytes(gzip_text())
@@ -138,6 +142,7 @@ http:
   open_file_cache_valid: {OPEN_FILE_CACHE_VALID}
 
   proxy_cache_path: "cache levels=1:2 keys_zone=bench:10m"
+  limit_req_zone: "$binary_remote_addr zone=bench_req:10m rate={LIMIT_RATE}"
 
   upstreams:
     origin:
@@ -169,6 +174,8 @@ http:
           proxy_cache: bench
           proxy_cache_valid: 200 10m
           proxy_cache_bypass: "1"
+        - location: /{LIMITED}/
+          limit_req: "zone=bench_req burst=1000 nodelay"
         - location: /gz/
           gzip: true
           gzip_comp_level: {GZIP_LEVEL}
@@ -222,6 +229,7 @@ http {{
     open_file_cache_valid {OPEN_FILE_CACHE_VALID};
 
     proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:10m;
+    limit_req_zone $binary_remote_addr zone=bench_req:10m rate={LIMIT_RATE};
 
     upstream origin {{
         server 127.0.0.1:{origin_port};
@@ -255,6 +263,9 @@ http {{
             proxy_cache bench;
             proxy_cache_valid 200 10m;
             proxy_cache_bypass 1;
+        }}
+        location /{LIMITED}/ {{
+            limit_req zone=bench_req burst=1000 nodelay;
         }}
         location /gz/ {{
             gzip on;

@@ -114,6 +114,14 @@ SCENARIOS = (
         Target("rps", 0.8, True),
         "/miss/small.bin",
     ),
+    # limit_req (issue 15) at a rate no run reaches: what the shared-zone lookup costs per request
+    Scenario(
+        "limit_req",
+        "1 KiB file through limit_req, 50 conns",
+        "load",
+        Target("rps", 0.8, True),
+        f"/{configs.LIMITED}/{configs.SMALL}",
+    ),
     Scenario("idle", "idle keep-alive conns (memory)", "idle", Target("kib_per_conn", 2.0, False)),
     Scenario(
         "accesslog", "1 KiB file, access log on, 50 conns", "accesslog", Target("log_cost", 0.10, False)
@@ -467,7 +475,7 @@ def check_responses(bench: Bench, servers: dict[str, procs.Server], scenario: Sc
 
 
 def expected_body(bench: Bench, path: str) -> bytes:
-    if path.startswith("/proxy/"):
+    if path.startswith(("/proxy/", "/cached/", "/miss/")):  # the origin's file
         return (bench.layout.origin_www / path.rsplit("/", 1)[-1]).read_bytes()
     return (bench.layout.www / path.lstrip("/")).read_bytes()
 

@@ -66,6 +66,8 @@ def answer_200(
     if ranges_on:
         headers = [h for h in headers if h[0].lower() != "accept-ranges"] + [("Accept-Ranges", "bytes")]
     rd = ranges.decide(req.headers, length, etag, mtime, s.max_ranges) if ranges_on else ranges.FULL
+    if rd.kind != "full" and req.filters_recode(200, headers, length):
+        rd = ranges.FULL  # gzip will compress it: the whole response, as nginx sends it
     if rd.kind == "full":
         return _send(req, 200, headers, body, 0, length)
     if rd.kind == "unsatisfiable":

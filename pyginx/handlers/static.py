@@ -691,6 +691,10 @@ def _respond_file(
         return None
 
     rd = ranges.decide(req.headers, size, etag, info.mtime, s.max_ranges) if ranges_on else ranges.FULL
+    if rd.kind != "full" and req.filters is not None:
+        probe = _entity_headers(info, content_type, s, encoding, vary, last_modified=True)
+        if req.filters_recode(200, probe, size):
+            rd = ranges.FULL  # gzip will compress it: the whole response, as nginx sends it
     if rd.kind == "full":
         if body is not None:
             block = info.header_block(content_type, s.etag, encoding, vary, ranges_on)

@@ -352,6 +352,14 @@ class Request:
         self.bytes_sent += len(head)
         self.conn.write(head)
 
+    def filters_recode(self, status: int, headers: list[tuple[str, str]], length: int) -> bool:
+        """Whether an output filter (gzip) would re-code this response; then no range of it is
+        served: nginx's range filter skips a response whose length a filter made unknown."""
+        filters = self.filters
+        if filters is None:
+            return False
+        return any(f.recodes is not None and f.recodes(self, status, headers, length) for f in filters)
+
     def _filter_whole(
         self, status: int, headers: list[tuple[str, str]], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:

@@ -156,33 +156,51 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
     vary = settings.gzip_vary
     types, types_any, min_length = conf.types, conf.types_any, conf.min_length
 
-    def head(
-        req: Request, status: int, headers: list[tuple[str, str]], length: int | None
-    ) -> tuple[int, list[tuple[str, str]], int | None]:
+    def eligible(req: Request, status: int, headers: list[tuple[str, str]], length: int | None) -> bool:
+        """Whether the response may be compressed at all (then gzip_vary marks it)."""
         effective = req.error_status if req.error_status and status == 200 else status
         if effective not in _STATUSES or (length is not None and length < min_length):
-            return status, headers, length
+            return False
         if isinstance(req, SubRequest):  # nginx's gzip_ok: r != r->main
-            return status, headers, length
+            return False
         content_type = ""
         for name, value in headers:
             lower = name.lower()
             if lower == "content-encoding" and value:
-                return status, headers, length
+                return False
             if lower == "content-type":
                 content_type = value
-        if not types_any and content_type.partition(";")[0].strip().lower() not in types:
+        return types_any or content_type.partition(";")[0].strip().lower() in types
+
+    def coding_for(req: Request, headers: list[tuple[str, str]]) -> str | None:
+        """The coding the client takes, or None."""
+        ae = req.headers.get("accept-encoding")
+        if ae is None:
+            return None
+        coding = ("gzip" if gzip_accepted(ae) else None) if only_gzip else compression.choose(ae, offered)
+        if coding is None or not request_ok(req, conf, headers):
+            return None
+        return coding
+
+    def recodes(req: Request, status: int, headers: list[tuple[str, str]], length: int | None) -> bool:
+        """This response would be compressed: its length is unknown in advance, so the static
+        handler serves no range of it (nginx's range filter skips a response whose length the gzip
+        filter cleared: a Range request gets the whole compressed 200)."""
+        return eligible(req, status, headers, length) and coding_for(req, headers) is not None
+
+    def head(
+        req: Request, status: int, headers: list[tuple[str, str]], length: int | None
+    ) -> tuple[int, list[tuple[str, str]], int | None]:
+        # a 206 was a 200 when nginx's gzip filter saw it (the range filter comes after): it is
+        # marked by gzip_vary like one, and never compressed (the handler asked `recodes` first)
+        if not eligible(req, 200 if status == 206 else status, headers, length):
             return status, headers, length
         if vary and ("Vary", "Accept-Encoding") not in headers:  # gzip_static may have marked it
             headers = [*headers, ("Vary", "Accept-Encoding")]
-        ae = req.headers.get("accept-encoding")
-        if ae is None:
+        if status == 206:
             return status, headers, length
-        if only_gzip:
-            coding = "gzip" if gzip_accepted(ae) else None
-        else:
-            coding = compression.choose(ae, offered)
-        if coding is None or not request_ok(req, conf, headers):
+        coding = coding_for(req, headers)
+        if coding is None:
             return status, headers, length
         out: list[tuple[str, str]] = []
         for name, value in headers:
@@ -202,7 +220,7 @@ def _header_filter(settings: HttpSettings) -> HeaderFilter | None:
         req.body_filter = compression.encoder(coding, levels[coding])
         return status, out, None
 
-    return HeaderFilter("gzip", head)
+    return HeaderFilter("gzip", head, recodes)
 
 
 MODULE = Module(

@@ -179,7 +179,7 @@ http:
         - location: /gz/
           gzip: true
           gzip_comp_level: {GZIP_LEVEL}
-          gzip_types: application/octet-stream
+          gzip_types: application/octet-stream text/plain
 
     - listen: 127.0.0.1:{ports.logged} backlog={BACKLOG}
       root: {layout.www}
@@ -270,7 +270,7 @@ http {{
         location /gz/ {{
             gzip on;
             gzip_comp_level {GZIP_LEVEL};
-            gzip_types application/octet-stream;
+            gzip_types application/octet-stream text/plain;
         }}
     }}
 

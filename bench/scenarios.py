@@ -450,9 +450,10 @@ def check_responses(bench: Bench, servers: dict[str, procs.Server], scenario: Sc
 
 
 def expected_body(bench: Bench, path: str) -> bytes:
-    if path.startswith("/proxy/"):
-        return (bench.layout.origin_www / path.rsplit("/", 1)[-1]).read_bytes()
-    return (bench.layout.www / path.lstrip("/")).read_bytes()
+    # /proxy/, /cached/ and /miss/ pass to the origin's copy, /nocache/ holds a copy: the same bytes
+    name = path.rsplit("/", 1)[-1]
+    root = bench.layout.origin_www if path.startswith("/proxy/") else bench.layout.www
+    return (root / name).read_bytes()
 
 
 def server_logs(bench: Bench) -> list[tuple[str, Path]]:

@@ -15,7 +15,7 @@ def ratio_target(summary: Summary) -> float:
     """The target as a ratio to nginx; the memory target is absolute, so it is scaled by nginx's figure."""
     if summary.unit == "KiB":
         return summary.limit / summary.nginx if summary.nginx else math.nan
-    return summary.limit
+    return summary.limit if summary.limit > 0 else math.nan  # 0: a reference row (ceiling), no target
 
 
 def draw(summaries: list[Summary], title: str, path: Path) -> None:
@@ -54,7 +54,8 @@ def draw_ratios(ax: Any, summaries: list[Summary]) -> None:
     heights = [v - 1.0 for v in values]
     ax.bar(xs, heights, bottom=1.0, color=[GOOD if s.met else BAD for s in summaries], width=0.6)
     for x, s, v in zip(xs, summaries, values, strict=True):
-        ax.hlines(ratio_target(s), x - 0.4, x + 0.4, colors="black", linestyles="dashed")
+        if not math.isnan(ratio_target(s)):
+            ax.hlines(ratio_target(s), x - 0.4, x + 0.4, colors="black", linestyles="dashed")
         if not math.isnan(v):
             offset = (0, 4) if v >= 1 else (0, -12)
             ax.annotate(

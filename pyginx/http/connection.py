@@ -70,6 +70,7 @@ def _percent_byte(m: re.Match[bytes]) -> bytes:
 
 _STOP = HttpError(0, "the connection reads no more requests")
 _PARKED: tuple[()] = ()  # the header and URL pieces of a parked connection (park_idle)
+_PARK_AT_ONCE = 256  # open connections above which an idle one parks as soon as it is idle
 _TIMED_OUT = "client timed out (110: Connection timed out)"
 
 
@@ -367,6 +368,10 @@ class HttpConnection(asyncio.Protocol):
             self._partial_message(prefix, data)
         else:
             self._line_prefix = b""  # a clean message boundary at the end of this chunk
+            if self.state == IDLE and len(self.ctx.connections) > _PARK_AT_ONCE:
+                # many connections open: park now rather than at the next sweep, so that a burst of
+                # new keep-alive connections never holds a parser each at once
+                self.park_idle()
 
     def _special_input(self, data: bytes) -> bytes | None:
         """Input while the connection is not simply parsing; returns the bytes to parse, or None."""

@@ -3,6 +3,9 @@ next request on it is read as if nothing happened: split across feeds, pipelined
 
 from __future__ import annotations
 
+import pytest
+
+from pyginx.http import connection
 from tests.unit.fake_http import Exchange, statuses
 
 GET = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -30,5 +33,18 @@ def test_a_connection_inside_a_request_does_not_park() -> None:
         ex.conn.park_idle()
         assert ex.conn.parser is not None
         assert statuses(ex.feed(GET[10:])) == [200]
+    finally:
+        ex.close()
+
+
+def test_with_many_connections_open_an_idle_one_parks_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "_PARK_AT_ONCE", 0)
+    ex = Exchange()
+    try:
+        assert statuses(ex.feed(GET + GET[:5])) == [200]
+        assert ex.conn.parser is not None  # inside the next head: kept
+        assert statuses(ex.feed(GET[5:])) == [200, 200]
+        assert ex.conn.parser is None  # idle: parked by the feed itself
+        assert statuses(ex.feed(GET)) == [200, 200, 200]
     finally:
         ex.close()

@@ -541,3 +541,8 @@ async def _to_end(pending: Awaitable[None] | None) -> None:
     """Run a proxied request to its end from a coroutine (the proxy may drive it by callbacks)."""
     if pending is not None:
         await pending
+
+
+def forget_configurations() -> None:
+    """The proxy module's exit_worker: the cache plans computed for a configuration's locations."""
+    _plans.clear()

@@ -181,3 +181,9 @@ async def _resolve_with(req: Request, resolver: Resolver, host: str, port: int, 
         _resolved.clear()
     _resolved[key] = (found.addrs, up)
     return up
+
+
+def forget_configurations() -> None:
+    """The proxy module's exit_worker: the plans computed for a configuration's locations."""
+    _plans.clear()
+    _hash_keys.clear()

@@ -827,3 +827,11 @@ def _log_truncation(ctx: _Ctx, mapped: Mapped, fd: int, end: int) -> None:
         return
     if size < end:
         ctx.req.log_error("alert", f'"{mapped.path}" was truncated to {size} while sending')
+
+
+def forget_configurations() -> None:
+    """The static module's exit_worker: drop every answer and memo kept for a configuration (they
+    hold its settings objects), so a replaced configuration is not kept alive by them."""
+    _answers.clear()
+    _answerable.clear()
+    _uncached.clear()

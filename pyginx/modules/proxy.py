@@ -35,4 +35,13 @@ def _upstream_header(name: str) -> Getter:
     return get
 
 
-MODULE = Module(name="proxy", plan=_plan, prefixed={"upstream_http_": _upstream_header})
+def _exit_worker(ctx: object) -> None:
+    from pyginx.handlers import proxy_cache, proxy_plan
+
+    proxy_plan.forget_configurations()
+    proxy_cache.forget_configurations()
+
+
+MODULE = Module(
+    name="proxy", plan=_plan, prefixed={"upstream_http_": _upstream_header}, exit_worker=_exit_worker
+)

@@ -14,4 +14,10 @@ def _plan(settings: HttpSettings, level: Level) -> list[tuple[Phase, PhaseHandle
     return [(Phase.CONTENT, static.handle)]
 
 
-MODULE = Module(name="static", plan=_plan)
+def _exit_worker(ctx: object) -> None:
+    from pyginx.handlers import static
+
+    static.forget_configurations()
+
+
+MODULE = Module(name="static", plan=_plan, exit_worker=_exit_worker)

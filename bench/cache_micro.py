@@ -54,12 +54,12 @@ def setup() -> tuple[Any, Any, Any]:
 
 
 def run(client: Any, ct: Any, n: int) -> float:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the machine is shared
     for _ in range(n):
         client.data_received(pm.REQUEST)
         if len(ct.out) > 1000:
             ct.out.clear()
-    return (time.perf_counter() - start) / n
+    return (time.process_time() - start) / n
 
 
 def main() -> None:

@@ -22,12 +22,21 @@ Layout (all little-endian, fixed at format time):
   buckets  nbuckets x int32: head slot of each hash chain (-1 = empty)
   slots    nslots x (digest 16, chain next i32, lru prev i32, lru next i32, in-use u32, record)
 A segment that does not carry the expected magic/shape is formatted on first attach (a fresh zone).
+
+Lock-free reads (`SharedTable.peek_head`): the header's `seq` (bytes 56..63) is a sequence count every
+transaction makes odd when it starts and even again when it ends (a seqlock). A reader that sees the
+same even count before and after reading a record read a state no writer was changing: a consistent
+snapshot, without the lock's syscalls. A writer that died holding the lock leaves the count odd; the
+next transaction makes it odd again (never even while it writes). This relies on the stores of one
+process reaching the others in program order (x86-64's TSO); elsewhere `peek_head` always says None and
+callers take the lock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import mmap
+import platform
 import struct
 from collections.abc import Iterator
 from types import TracebackType
@@ -47,6 +56,10 @@ SLOT_HEAD_SIZE = _SLOT_HEAD.size  # 32
 _I32 = struct.Struct("<i")
 DIGEST_SIZE = 16
 NIL = -1
+_SEQ = 56  # the seqlock's count (u64) in the header's spare bytes: odd while a transaction runs
+_MASK64 = 2**64 - 1
+# total store order (stores seen by other processes in program order): seqlock readers are safe
+_TSO = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 class ZoneFull(Exception):
@@ -105,7 +118,9 @@ class SharedTable:
         # O(buckets), whatever the zone's size: slots are handed out from `fresh` (never used yet) when
         # the free list (slots given back) is empty, so they need no formatting
         mem = self.segment.mem
+        seq = _U64.unpack_from(mem, _SEQ)[0]  # kept: a clear() inside a transaction must leave it odd
         mem[0 : self.buckets_off] = bytes(self.buckets_off)
+        _U64.pack_into(mem, _SEQ, seq)
         mem[self.buckets_off : self.slots_off] = b"\xff" * (self.slots_off - self.buckets_off)  # all NIL
         _HEADER.pack_into(
             mem,
@@ -127,6 +142,27 @@ class SharedTable:
     def transaction(self) -> Transaction:
         """`with table.transaction() as tx:` holds the zone lock for the block."""
         return self._tx
+
+    def peek_head(self, digest: bytes) -> bytes | None:
+        """The record of `digest` if it is the most recently used entry, read without the lock (its
+        use would not move it); None when it is not, or no consistent snapshot could be read (a
+        transaction was running): the caller takes the lock then."""
+        if not _TSO:
+            return None
+        mem = self.segment.mem
+        seq = _U64.unpack_from(mem, _SEQ)[0]
+        if seq & 1:
+            return None
+        s: int = _I32.unpack_from(mem, _HEAD)[0]
+        if not 0 <= s < self.nslots:
+            return None
+        off = self.slots_off + s * self.slot_size
+        if mem[off : off + DIGEST_SIZE] != digest:
+            return None
+        rec = mem[off + SLOT_HEAD_SIZE : off + SLOT_HEAD_SIZE + self.record_size]
+        if _U64.unpack_from(mem, _SEQ)[0] != seq:
+            return None
+        return rec
 
     # ---- one-shot conveniences (each one transaction)
 
@@ -164,6 +200,8 @@ class Transaction:
         if self.depth == 0:
             self.t.segment.acquire()
             self._memo_digest = b""
+            mem = self.mem
+            _U64.pack_into(mem, _SEQ, ((_U64.unpack_from(mem, _SEQ)[0] + 1) | 1) & _MASK64)  # odd: peek() retries
         self.depth += 1
         return self
 
@@ -172,6 +210,8 @@ class Transaction:
     ) -> None:
         self.depth -= 1
         if self.depth == 0:
+            mem = self.mem
+            _U64.pack_into(mem, _SEQ, (_U64.unpack_from(mem, _SEQ)[0] + 1) & _MASK64)  # even
             self.t.segment.release()
 
     # ---- header fields

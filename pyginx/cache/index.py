@@ -299,7 +299,7 @@ def index_for(zone_name: str) -> KeysIndex | None:
         return hit[1]
     if zones.get(zone_name) is None:
         return None
-    table = zones.attach(zone_name, SharedTable, NODE_SIZE, META_SIZE)
+    table = zones.attach(zone_name, SharedTable, NODE_SIZE, META_SIZE, True)  # seqlock: lock-free HITs
     assert isinstance(table, SharedTable)
     idx = _indexes.get(id(table))
     if idx is None or idx.table is not table:

@@ -221,17 +221,25 @@ def _drained(excess: int, rate: int, now: int, last: int) -> tuple[int, int]:
 
 
 def lookup(tx: Transaction, digest: bytes, rate: int, burst: int, now: int, account: bool) -> tuple[str, int]:
-    """ngx_http_limit_req_lookup: (BUSY | OK | AGAIN, excess)."""
-    rec = tx.get(digest)  # moves the node to the head of the LRU queue
-    if rec is not None:
-        old, last, count = NODE.unpack(rec)
-        excess, ms = _drained(old, rate, now, last)
+    """ngx_http_limit_req_lookup: (BUSY | OK | AGAIN, excess). The node is read and written in place."""
+    off = tx.record_offset(digest)  # moves the node to the head of the LRU queue
+    if off >= 0:
+        mem = tx.mem
+        old, last, count = NODE.unpack_from(mem, off)
+        ms = now - last
+        if ms < -60000:
+            ms = 1
+        elif ms < 0:
+            ms = 0
+        excess = old - rate * ms // 1000 + 1000  # _drained(), inline: this runs for every request
+        if excess < 0:
+            excess = 0
         if excess > burst:
             return BUSY, excess
         if account:
-            tx.put(digest, NODE.pack(excess, now if ms else last, count))
+            NODE.pack_into(mem, off, excess, now if ms else last, count)
             return OK, excess
-        tx.put(digest, NODE.pack(old, last, count + 1))
+        NODE.pack_into(mem, off, old, last, count + 1)
         return AGAIN, excess
     expire(tx, rate, now, 1)
     if account:
@@ -243,21 +251,21 @@ def lookup(tx: Transaction, digest: bytes, rate: int, burst: int, now: int, acco
 
 def account(tx: Transaction, digest: bytes, rate: int, now: int) -> int:
     """One held node of ngx_http_limit_req_account: charge the request, release the hold; its excess."""
-    rec = tx.get(digest, touch=False)
-    if rec is None:  # evicted meanwhile (a tiny zone under pressure): nothing to charge
+    off = tx.record_offset(digest, touch=False)
+    if off < 0:  # evicted meanwhile (a tiny zone under pressure): nothing to charge
         return 0
-    old, last, count = NODE.unpack(rec)
+    old, last, count = NODE.unpack_from(tx.mem, off)
     excess, ms = _drained(old, rate, now, last)
-    tx.put(digest, NODE.pack(excess, now if ms else last, count - 1), touch=False)
+    NODE.pack_into(tx.mem, off, excess, now if ms else last, count - 1)
     return excess
 
 
 def release(tx: Transaction, digest: bytes) -> None:
     """ngx_http_limit_req_unlock: a held node's count goes down without charging."""
-    rec = tx.get(digest, touch=False)
-    if rec is not None:
-        old, last, count = NODE.unpack(rec)
-        tx.put(digest, NODE.pack(old, last, count - 1), touch=False)
+    off = tx.record_offset(digest, touch=False)
+    if off >= 0:
+        old, last, count = NODE.unpack_from(tx.mem, off)
+        NODE.pack_into(tx.mem, off, old, last, count - 1)
 
 
 def expire(tx: Transaction, rate: int, now: int, n: int) -> None:

@@ -242,3 +242,13 @@ def test_a_seqlock_zone_is_another_format() -> None:
     seg = Segment("f", 64 * 1024, "test")
     SharedTable(seg, 8).put(key_digest("k"), REC.pack(5))
     assert SharedTable(seg, 8, seqlock=True).get(key_digest("k")) is None  # reformatted: never mixed
+
+
+def test_the_zone_lock_is_the_robust_mutex_here() -> None:
+    """On Linux/glibc the lock is the process-shared robust mutex, not the fcntl fallback (the
+    killed-holder and 4-process tests above then exercise it)."""
+    seg = Segment("x", 8192, "test")
+    assert seg._mutex is not None
+    with seg.locked():
+        pass
+    seg.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -69,6 +70,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     client, ct, _ = setup()
+    gc.collect()  # as a worker does once it serves (pyginx/http/server.py)
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
     ct.out.clear()
     client.data_received(pm.REQUEST)
     assert b"".join(ct.out).startswith(b"HTTP/1.1 200 OK"), ct.out

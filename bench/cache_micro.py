@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import sys
@@ -54,12 +55,12 @@ def setup() -> tuple[Any, Any, Any]:
 
 
 def run(client: Any, ct: Any, n: int) -> float:
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the machine is shared
     for _ in range(n):
         client.data_received(pm.REQUEST)
         if len(ct.out) > 1000:
             ct.out.clear()
-    return (time.perf_counter() - start) / n
+    return (time.process_time() - start) / n
 
 
 def main() -> None:
@@ -69,6 +70,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     client, ct, _ = setup()
+    gc.collect()  # as a worker does once it serves (pyginx/http/server.py)
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
     ct.out.clear()
     client.data_received(pm.REQUEST)
     assert b"".join(ct.out).startswith(b"HTTP/1.1 200 OK"), ct.out

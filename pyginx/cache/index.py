@@ -110,20 +110,33 @@ class KeysIndex:
     # ---- a request's view
 
     def lookup(self, digest: bytes, inactive: float, min_uses: int) -> tuple[str, Node, Evicted]:
-        """ngx_http_file_cache_exists: count a use, refresh the node's place and expiry."""
+        """ngx_http_file_cache_exists: count a use, refresh the node's place and expiry.
+
+        The usual HIT takes no lock: a node with a file whose expiry was already set this second
+        (nginx's expire is ngx_time() + inactive, whole seconds: another use now writes the same value)
+        and that is already the most recently used node (a use would not move it) is read with the
+        zone's seqlock (SharedTable.peek_head), and nothing is written: nginx would write the same
+        expiry and LRU place. Its use count is not raised: with a file, uses decide nothing any more
+        (min_uses only matters for a key without one)."""
         now = time.time()
+        expire = int(now) + inactive
+        raw = self.table.peek_head(digest)
+        if raw is not None:
+            e, v, lt, fs, u, bs, uses, ex, up = NODE.unpack(raw)
+            if ex and e == expire:
+                return FOUND, Node(e, v, lt, fs, u, bs, uses, True, bool(up)), []
         evicted: Evicted = []
         with self.table.transaction() as tx:
             raw = tx.get(digest)
             if raw is not None:
                 node = Node.unpack(raw)
                 node.uses += 1
-                node.expire = now + inactive
+                node.expire = expire
                 tx.put(digest, node.pack())
                 if node.exists or node.uses >= min_uses:
                     return FOUND, node, evicted
                 return SCARCE, node, evicted
-            node = Node(expire=now + inactive, uses=1)
+            node = Node(expire=expire, uses=1)
             for d, rec in tx.put(digest, node.pack()):
                 gone = Node.unpack(rec)
                 if gone.exists:
@@ -186,7 +199,7 @@ class KeysIndex:
             node.body_start = body_start
             node.valid_sec = valid_sec
             node.updating = False
-            node.expire = now + inactive
+            node.expire = int(now) + inactive
             for d, rec in tx.put(digest, node.pack()):
                 gone = Node.unpack(rec)
                 if gone.exists:
@@ -229,7 +242,7 @@ class KeysIndex:
                 return False
             if tx.used >= tx.capacity:
                 return False  # a full zone: nginx's loader stops adding too ("could not allocate node")
-            node = Node(now + inactive, valid_sec, 0.0, fs_size, uniq, body_start, 1, True, False)
+            node = Node(int(now) + inactive, valid_sec, 0.0, fs_size, uniq, body_start, 1, True, False)
             tx.put(digest, node.pack(), touch=False)
             tx.meta = self._add_size(tx.meta, fs_size)
             return True
@@ -286,7 +299,7 @@ def index_for(zone_name: str) -> KeysIndex | None:
         return hit[1]
     if zones.get(zone_name) is None:
         return None
-    table = zones.attach(zone_name, SharedTable, NODE_SIZE, META_SIZE)
+    table = zones.attach(zone_name, SharedTable, NODE_SIZE, META_SIZE, True)  # seqlock: lock-free HITs
     assert isinstance(table, SharedTable)
     idx = _indexes.get(id(table))
     if idx is None or idx.table is not table:

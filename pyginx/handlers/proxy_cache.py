@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 from pyginx.cache import fileformat as ff
 from pyginx.cache import hot, policy, store
 from pyginx.cache import key as ck
-from pyginx.cache.index import FOUND, NEW, Evicted, KeysIndex, index_for
+from pyginx.cache.index import FOUND, NEW, Evicted, KeysIndex, Node, index_for
 from pyginx.config.model import CachePath, HttpSettings
 from pyginx.handlers import cache_answer, conditional
 from pyginx.handlers import proxy_headers as ph
@@ -140,15 +140,51 @@ def handle(req: Request, plan: Plan, start: Start) -> Awaitable[None] | None:
     if not plan.pp.has_variables:  # the key's $proxy_host (the proxy sets it again when it starts)
         req.vars["proxy_host"] = plan.proxy_host
         req.vars["proxy_port"] = plan.proxy_port
-    ctx = CacheCtx(req, plan, cplan, idx, start)
-    return ctx.begin()
+    key = cplan.key(req)
+    digest = ck.digest(key)
+    if cplan.bypass:
+        return CacheCtx(req, plan, cplan, idx, start, key, digest).begin()
+    # the usual HIT, answered before any per-request cache state is made: the node says the file
+    # this worker copied is still the one on disk and fresh, and the request is a plain GET
+    looked = idx.lookup(digest, cplan.cp.inactive, cplan.settings.proxy_cache_min_uses)
+    rc, node, evicted = looked
+    if rc == FOUND and node.exists and not evicted:
+        copy = hot.copies.get(digest)
+        if copy is not None and copy.matches(node) and node.valid_sec >= time.time():
+            req.vars["upstream_cache_status"] = "HIT"
+            if answer_plain(req, plan, cplan.settings, copy):
+                return None
+    return CacheCtx(req, plan, cplan, idx, start, key, digest)._lookup(reopened=False, looked=looked)
+
+
+def answer_plain(req: Request, plan: Plan, s: HttpSettings, copy: hot.HotCopy) -> bool:
+    """The usual HIT: a 200 copy, a plain GET (no validators, no Range), no proxy_redirect: its
+    headers filtered and encoded once per location, one write."""
+    if copy.parsed.status != 200 or req.error_status or req.head_only:
+        return False
+    if not _PLAIN_GET.isdisjoint(req.headers):
+        return False
+    prepared = copy.prepared.get(id(plan.drop))
+    if prepared is None or prepared[0] is not plan.drop:
+        names = [n.lower() for n, _ in copy.parsed.headers]
+        if "location" in names or "refresh" in names:
+            return False  # proxy_redirect may rewrite them, per request
+        headers = ph.filter_response(copy.parsed.headers, names, plan.drop)
+        if s.max_ranges != 0 and "accept-ranges" in names:  # as cache_answer.answer_200
+            headers = [h for h in headers if h[0].lower() != "accept-ranges"] + [("Accept-Ranges", "bytes")]
+        prepared = (plan.drop, headers, encode_lines(headers))
+        copy.prepared[id(plan.drop)] = prepared
+    req.respond(200, prepared[1], copy.body, False, prepared[2])
+    return True
 
 
 class CacheCtx:
     """One request's cache state; the proxy calls upstream_headers, instead_of, begin_store, data,
     stale_on_failure and close."""
 
-    def __init__(self, req: Request, plan: Plan, cplan: CachePlan, idx: KeysIndex, start: Start) -> None:
+    def __init__(
+        self, req: Request, plan: Plan, cplan: CachePlan, idx: KeysIndex, start: Start, key: str, main: bytes
+    ) -> None:
         self.req = req
         self.plan = plan
         self.cplan = cplan
@@ -156,9 +192,9 @@ class CacheCtx:
         self.s = cplan.settings
         self.idx = idx
         self.start = start
-        self.key = cplan.key(req)
+        self.key = key  # the rendered proxy_cache_key, and its md5
         self._crc: int | None = None
-        self.main = ck.digest(self.key)
+        self.main = main
         self.digest = self.main
         self.status = "MISS"
         self.store_ok = True  # False: SCARCE, lock timeout — fetch, do not store
@@ -193,10 +229,15 @@ class CacheCtx:
             return self.start(req, self.plan, self, False)
         return self._lookup(reopened=False)
 
-    def _lookup(self, reopened: bool, wait: bool = False) -> Awaitable[None] | None:
-        """wait: called from a coroutine, which must last as long as the request (start_proxy's wait)."""
+    def _lookup(
+        self, reopened: bool, wait: bool = False, looked: tuple[str, Node, Evicted] | None = None
+    ) -> Awaitable[None] | None:
+        """wait: called from a coroutine, which must last as long as the request (start_proxy's wait).
+        looked: the zone's answer for this digest when handle() already asked (a use is counted once)."""
         cp, s = self.cp, self.s
-        rc, node, evicted = self.idx.lookup(self.digest, cp.inactive, s.proxy_cache_min_uses)
+        if looked is None:
+            looked = self.idx.lookup(self.digest, cp.inactive, s.proxy_cache_min_uses)
+        rc, node, evicted = looked
         if evicted:
             _delete_evicted(cp, evicted)
         if rc != FOUND and rc != NEW:
@@ -205,7 +246,7 @@ class CacheCtx:
             copy = hot.copies.get(self.digest)
             if copy is not None and copy.matches(node) and node.valid_sec >= time.time():
                 self._set_status("HIT")  # the worker's copy of this very file: no open, no parse
-                if self._answer_plain(copy):
+                if answer_plain(self.req, self.plan, self.s, copy):
                     return None
                 return self._answer(copy.parsed, CachedBody(len(copy.body), copy.body))
         test_file = rc == FOUND or not self.idx.loaded()
@@ -295,7 +336,7 @@ class CacheCtx:
         """proxy_cache_background_update: refresh the expired entry in a request of our own whose
         answer goes nowhere, while this one is served the stale entry."""
         bg = BackgroundRequest(self.req)
-        ctx = CacheCtx(bg, self.plan, self.cplan, self.idx, self.start)
+        ctx = CacheCtx(bg, self.plan, self.cplan, self.idx, self.start, self.key, self.main)
         ctx.digest = self.digest
         ctx.variant = self.variant
         ctx.locked = True
@@ -330,27 +371,6 @@ class CacheCtx:
             return self._answer(entry.parsed, CachedBody(len(data), data))
         finally:
             entry.close()
-
-    def _answer_plain(self, copy: hot.HotCopy) -> bool:
-        """The usual HIT: a 200 copy, a plain GET (no validators, no Range), no proxy_redirect: its
-        headers filtered and encoded once per location, one write."""
-        req, plan = self.req, self.plan
-        if copy.parsed.status != 200 or req.error_status or req.head_only:
-            return False
-        if not _PLAIN_GET.isdisjoint(req.headers):
-            return False
-        prepared = copy.prepared.get(id(plan.drop))
-        if prepared is None or prepared[0] is not plan.drop:
-            names = [n.lower() for n, _ in copy.parsed.headers]
-            if "location" in names or "refresh" in names:
-                return False  # proxy_redirect may rewrite them, per request
-            headers = ph.filter_response(copy.parsed.headers, names, plan.drop)
-            if self.s.max_ranges != 0 and "accept-ranges" in names:  # as cache_answer.answer_200
-                headers = [h for h in headers if h[0].lower() != "accept-ranges"] + [("Accept-Ranges", "bytes")]
-            prepared = (plan.drop, headers, encode_lines(headers))
-            copy.prepared[id(plan.drop)] = prepared
-        req.respond(200, prepared[1], copy.body, False, prepared[2])
-        return True
 
     def _answer(self, parsed: ff.Parsed, body: CachedBody) -> Awaitable[None] | None:
         req, plan = self.req, self.plan

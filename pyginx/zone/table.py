@@ -22,12 +22,21 @@ Layout (all little-endian, fixed at format time):
   buckets  nbuckets x int32: head slot of each hash chain (-1 = empty)
   slots    nslots x (digest 16, chain next i32, lru prev i32, lru next i32, in-use u32, record)
 A segment that does not carry the expected magic/shape is formatted on first attach (a fresh zone).
+
+Lock-free reads (`SharedTable.peek_head`, in a table made with seqlock=True): the header's `seq`
+(bytes 56..63) is a sequence count every transaction makes odd when it starts and even again when it ends (a seqlock). A reader that sees the
+same even count before and after reading a record read a state no writer was changing: a consistent
+snapshot, without the lock's syscalls. A writer that died holding the lock leaves the count odd; the
+next transaction makes it odd again (never even while it writes). This relies on the stores of one
+process reaching the others in program order (x86-64's TSO); elsewhere `peek_head` always says None and
+callers take the lock.
 """
 
 from __future__ import annotations
 
 import hashlib
 import mmap
+import platform
 import struct
 from collections.abc import Iterator
 from types import TracebackType
@@ -47,6 +56,10 @@ SLOT_HEAD_SIZE = _SLOT_HEAD.size  # 32
 _I32 = struct.Struct("<i")
 DIGEST_SIZE = 16
 NIL = -1
+_SEQ = 56  # the seqlock's count (u64) in the header's spare bytes: odd while a transaction runs
+_MASK64 = 2**64 - 1
+# total store order (stores seen by other processes in program order): seqlock readers are safe
+_TSO = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
 
 class ZoneFull(Exception):
@@ -73,8 +86,13 @@ def capacity(zone_size: int, record_size: int, meta_size: int = 0) -> int:
 
 
 class SharedTable:
-    def __init__(self, segment: Segment, record_size: int, meta_size: int = 0) -> None:
+    """seqlock: transactions keep the header's sequence count, so that `peek_head` can read without the
+    lock (the cache's keys zone); a zone nobody reads that way (limit_req, limit_conn) saves its cost.
+    Part of the zone's format: every process attaching a zone must pass the same value."""
+
+    def __init__(self, segment: Segment, record_size: int, meta_size: int = 0, seqlock: bool = False) -> None:
         self.segment = segment
+        self.seqlock = seqlock and _TSO
         self.record_size = record_size
         self.meta_size = meta_size
         self.slot_size = slot_size(record_size)
@@ -85,7 +103,8 @@ class SharedTable:
         self.meta_off = HEADER_SIZE
         self.buckets_off = HEADER_SIZE + _align8(meta_size)
         self.slots_off = self.buckets_off + 4 * self.nbuckets
-        self._tx = Transaction(self)
+        self._version = VERSION | (0x100 if self.seqlock else 0)  # a seqlock zone is another format
+        self._tx = SeqTransaction(self) if self.seqlock else Transaction(self)
         with segment.locked():
             if not self._formatted():
                 self._format()
@@ -94,7 +113,7 @@ class SharedTable:
         magic, version, rsize, msize, nslots, nbuckets, *_ = _HEADER.unpack_from(self.segment.mem, 0)
         return (magic, version, rsize, msize, nslots, nbuckets) == (
             MAGIC,
-            VERSION,
+            self._version,
             self.record_size,
             self.meta_size,
             self.nslots,
@@ -105,13 +124,15 @@ class SharedTable:
         # O(buckets), whatever the zone's size: slots are handed out from `fresh` (never used yet) when
         # the free list (slots given back) is empty, so they need no formatting
         mem = self.segment.mem
+        seq = _U64.unpack_from(mem, _SEQ)[0]  # kept: a clear() inside a transaction must leave it odd
         mem[0 : self.buckets_off] = bytes(self.buckets_off)
+        _U64.pack_into(mem, _SEQ, seq)
         mem[self.buckets_off : self.slots_off] = b"\xff" * (self.slots_off - self.buckets_off)  # all NIL
         _HEADER.pack_into(
             mem,
             0,
             MAGIC,
-            VERSION,
+            self._version,
             self.record_size,
             self.meta_size,
             self.nslots,
@@ -127,6 +148,27 @@ class SharedTable:
     def transaction(self) -> Transaction:
         """`with table.transaction() as tx:` holds the zone lock for the block."""
         return self._tx
+
+    def peek_head(self, digest: bytes) -> bytes | None:
+        """The record of `digest` if it is the most recently used entry, read without the lock (its
+        use would not move it); None when it is not, or no consistent snapshot could be read (a
+        transaction was running): the caller takes the lock then."""
+        if not self.seqlock:
+            return None
+        mem = self.segment.mem
+        seq = _U64.unpack_from(mem, _SEQ)[0]
+        if seq & 1:
+            return None
+        s: int = _I32.unpack_from(mem, _HEAD)[0]
+        if not 0 <= s < self.nslots:
+            return None
+        off = self.slots_off + s * self.slot_size
+        if mem[off : off + DIGEST_SIZE] != digest:
+            return None
+        rec = mem[off + SLOT_HEAD_SIZE : off + SLOT_HEAD_SIZE + self.record_size]
+        if _U64.unpack_from(mem, _SEQ)[0] != seq:
+            return None
+        return rec
 
     # ---- one-shot conveniences (each one transaction)
 
@@ -156,13 +198,14 @@ class Transaction:
     def __init__(self, table: SharedTable) -> None:
         self.t = table
         self.mem: mmap.mmap = table.segment.mem
+        self._seg = table.segment
         self.depth = 0
         self._memo_digest = b""  # the last key _find looked up in this transaction, and its slot
         self._memo_slot = NIL
 
     def __enter__(self) -> Transaction:
         if self.depth == 0:
-            self.t.segment.acquire()
+            self._seg.acquire()
             self._memo_digest = b""
         self.depth += 1
         return self
@@ -172,7 +215,7 @@ class Transaction:
     ) -> None:
         self.depth -= 1
         if self.depth == 0:
-            self.t.segment.release()
+            self._seg.release()
 
     # ---- header fields
 
@@ -224,13 +267,26 @@ class Transaction:
         return s
 
     def _find_uncached(self, digest: bytes) -> int:
-        s = self._h(self._bucket_off(digest))
+        mem, t = self.mem, self.t
+        slots_off, size = t.slots_off, t.slot_size
+        s: int = _I32.unpack_from(mem, t.buckets_off + 4 * (int.from_bytes(digest[:4], "little") % t.nbuckets))[0]
         while s != NIL:
-            d, nxt, _p, _n, _u = _SLOT_HEAD.unpack_from(self.mem, self._slot_off(s))
-            if d == digest:
+            off = slots_off + s * size
+            if mem[off : off + DIGEST_SIZE] == digest:
                 return s
-            s = nxt
+            s = _I32.unpack_from(mem, off + DIGEST_SIZE)[0]
         return NIL
+
+    def record_offset(self, digest: bytes, touch: bool = True) -> int:
+        """Where `digest`'s record is in `self.mem` (-1 if absent), for reading and writing it in
+        place with struct's unpack_from / pack_into: valid until the table changes (put of another
+        key, delete) or the transaction ends. touch: mark it most recently used, as get() does."""
+        s = self._find(digest)
+        if s == NIL:
+            return -1
+        if touch:
+            self._touch_slot(s)
+        return self.t.slots_off + s * self.t.slot_size + SLOT_HEAD_SIZE
 
     def _record(self, s: int) -> bytes:
         off = self._slot_off(s) + SLOT_HEAD_SIZE
@@ -385,3 +441,25 @@ class Transaction:
     def clear(self) -> None:
         self._memo_digest = b""
         self.t._format()
+
+
+class SeqTransaction(Transaction):
+    """A transaction of a seqlock table: the sequence count is odd while it runs (peek_head retries)."""
+
+    def __enter__(self) -> Transaction:
+        if self.depth == 0:
+            self._seg.acquire()
+            self._memo_digest = b""
+            mem = self.mem
+            _U64.pack_into(mem, _SEQ, ((_U64.unpack_from(mem, _SEQ)[0] + 1) | 1) & _MASK64)
+        self.depth += 1
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            mem = self.mem
+            _U64.pack_into(mem, _SEQ, (_U64.unpack_from(mem, _SEQ)[0] + 1) & _MASK64)
+            self._seg.release()

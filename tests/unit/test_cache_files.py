@@ -17,7 +17,7 @@ from pyginx.zone import Segment, SharedTable
 
 
 def index(size: int = 64 * 1024) -> KeysIndex:
-    return KeysIndex(SharedTable(Segment("c", size, "proxy_cache"), NODE_SIZE, META_SIZE))
+    return KeysIndex(SharedTable(Segment("c", size, "proxy_cache"), NODE_SIZE, META_SIZE, True))
 
 
 def test_paths_follow_nginx_levels() -> None:
@@ -155,3 +155,24 @@ def test_manager_keeps_min_free_and_drops_inactive(tmp_path: Path) -> None:
     idx.lookup(d, 0.0, 1)  # inactive 0: expired at once
     gone, _more = idx.expire_inactive(time.time() + 1, 10)
     assert [x for x, _ in gone] == [d]
+
+
+def test_index_hit_without_the_lock_sees_other_writers() -> None:
+    """The lock-free HIT (the node at the LRU head, its expiry set this second) still sees every
+    change another process makes: a removal, a new file, another key used since."""
+    idx = index()
+    d, other = ck.digest("hit"), ck.digest("other")
+    idx.lookup(d, 60, 1)
+    idx.stored(d, 1000, 7, 1, int(time.time()) + 60, 60)
+    assert idx.lookup(d, 60, 1)[0] == FOUND  # locked: refreshes expiry and place
+    rc, node, _ = idx.lookup(d, 60, 1)  # lock-free now
+    assert rc == FOUND and node.exists and node.uniq == 7
+    idx.stored(d, 1000, 8, 1, int(time.time()) + 60, 60)  # a new file (another worker's store)
+    assert idx.lookup(d, 60, 1)[1].uniq == 8
+    idx.remove(d)  # purged or evicted elsewhere
+    assert idx.lookup(d, 60, 1)[0] == NEW
+    idx.stored(d, 1000, 9, 1, int(time.time()) + 60, 60)
+    idx.lookup(other, 60, 1)  # another key is now the most recent: d's use must move it back
+    idx.lookup(d, 60, 1)
+    with idx.table.transaction() as tx:
+        assert [k for k, _ in tx.oldest(1)] == [other]

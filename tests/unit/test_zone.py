@@ -202,3 +202,53 @@ def test_declaration_conflicts_in_nginx_words() -> None:
         match=r'the size 2048 of shared memory zone "z" conflicts with already declared size 1024',
     ):
         check([ZoneDecl("z", 1024, "limit_req"), ZoneDecl("z", 2048, "limit_req", pos)])
+
+
+def test_peek_head_reads_the_most_recent_entry_without_the_lock() -> None:
+    t = SharedTable(Segment("s", 64 * 1024, "test"), 8, seqlock=True)
+    a, b = key_digest("a"), key_digest("b")
+    assert t.peek_head(a) is None  # empty
+    t.put(a, REC.pack(1))
+    assert t.peek_head(a) == REC.pack(1)
+    t.put(b, REC.pack(2))
+    assert t.peek_head(a) is None and t.peek_head(b) == REC.pack(2)  # a is no longer the head
+    with t.transaction() as tx:  # a writer is busy: no snapshot, the caller takes the lock
+        assert t.peek_head(b) is None
+        tx.put(b, REC.pack(3))
+    assert t.peek_head(b) == REC.pack(3)
+    plain = table()
+    plain.put(a, REC.pack(1))
+    assert plain.peek_head(a) is None  # a table without the seqlock never reads unlocked
+
+
+def test_seqlock_stays_odd_during_a_transaction_after_a_dead_writer() -> None:
+    from pyginx.zone.table import _SEQ, _U64
+
+    seg = Segment("d", 64 * 1024, "test")
+    t = SharedTable(seg, 8, seqlock=True)
+    a = key_digest("a")
+    t.put(a, REC.pack(1))
+    _U64.pack_into(seg.mem, _SEQ, _U64.unpack_from(seg.mem, _SEQ)[0] + 1)  # a writer died mid-update
+    assert t.peek_head(a) is None
+    with t.transaction() as tx:
+        assert _U64.unpack_from(seg.mem, _SEQ)[0] & 1  # odd while this one writes
+        tx.clear()  # reformatting keeps the count
+        assert _U64.unpack_from(seg.mem, _SEQ)[0] & 1
+        tx.put(a, REC.pack(2))
+    assert t.peek_head(a) == REC.pack(2)
+
+
+def test_a_seqlock_zone_is_another_format() -> None:
+    seg = Segment("f", 64 * 1024, "test")
+    SharedTable(seg, 8).put(key_digest("k"), REC.pack(5))
+    assert SharedTable(seg, 8, seqlock=True).get(key_digest("k")) is None  # reformatted: never mixed
+
+
+def test_the_zone_lock_is_the_robust_mutex_here() -> None:
+    """On Linux/glibc the lock is the process-shared robust mutex, not the fcntl fallback (the
+    killed-holder and 4-process tests above then exercise it)."""
+    seg = Segment("x", 8192, "test")
+    assert seg._mutex is not None
+    with seg.locked():
+        pass
+    seg.close()

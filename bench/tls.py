@@ -122,6 +122,7 @@ http:
     - listen: 127.0.0.1:{ports.h2} ssl backlog={configs.BACKLOG}
       http2: true
       http2_max_concurrent_streams: 128
+      keepalive_requests: 1000000  # h2load does not reconnect: no connection may end mid-run
 {tls}
 """
     path = layout.pyginx / "conf" / "pyginx.yaml"
@@ -158,6 +159,7 @@ http {{
     server {{
         listen 127.0.0.1:{ports.h2} ssl http2 backlog={configs.BACKLOG};
         http2_max_concurrent_streams 128;
+        keepalive_requests 1000000;  # nginx closes an h2 connection after 1000 requests by default
 {tls}
     }}
 }}

@@ -123,6 +123,10 @@ def run_server(config: MainConfig) -> int:
         say_where(config)
     redirect_stderr(cycle.error_log)
     log_banner()
+    if cycle.user is not None:  # the workers will not necessarily be able to read the code
+        from pyginx.process.preload import preload_package
+
+        preload_package()
     if config.master_process:
         from pyginx.process.master import Master
 

@@ -7,17 +7,15 @@ name may be declared twice only for the same use and the same size (nginx's two 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from pyginx.config import cache
-from pyginx.config.model import Http, HttpSettings, Location, ZoneDecl
+from pyginx.config.model import Http, ZoneDecl
 from pyginx.errors import ConfigError
 
 
 def declared(http: Http) -> list[ZoneDecl]:
     from pyginx.modules import limit_conn, limit_req, status  # the modules' declarations
 
-    levels = list(_levels(http))
+    levels = cache.all_settings(http.settings, http.servers)[1:]  # every server and location
     out: list[ZoneDecl] = []
     # proxy cache: keys_zone=NAME:SIZE of each proxy_cache_path
     out.extend(ZoneDecl(p.zone, p.zone_size, "proxy_cache", p.pos) for p in http.proxy_cache_paths)
@@ -25,18 +23,6 @@ def declared(http: Http) -> list[ZoneDecl]:
     out += limit_conn.zone_decls(http.settings, levels)
     out += status.zone_decls(http.settings, levels)
     return out
-
-
-def _levels(http: Http) -> Iterator[HttpSettings]:
-    """Every server's and location's settings (nested locations included)."""
-    def walk(locs: tuple[Location, ...]) -> Iterator[HttpSettings]:
-        for loc in locs:
-            yield loc.settings
-            yield from walk(loc.locations)
-
-    for server in http.servers:
-        yield server.settings
-        yield from walk(server.locations)
 
 
 def check(decls: list[ZoneDecl]) -> tuple[ZoneDecl, ...]:
@@ -65,6 +51,7 @@ def check(decls: list[ZoneDecl]) -> tuple[ZoneDecl, ...]:
 
 
 def collect(http: Http) -> tuple[ZoneDecl, ...]:
-    if http.proxy_cache_paths or any(s.proxy_cache for s in cache.all_settings(http.settings, http.servers)):
-        cache.check_refs(http.proxy_cache_paths, cache.all_settings(http.settings, http.servers))
+    levels = cache.all_settings(http.settings, http.servers)
+    if http.proxy_cache_paths or any(s.proxy_cache for s in levels):
+        cache.check_refs(http.proxy_cache_paths, levels)
     return check(declared(http))

@@ -31,11 +31,26 @@ REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 
+# Ports handed to servers a test starts later come from below the kernel's ephemeral range
+# (32768-60999 by default), walking from a per-process offset: a port picked here and bound a moment
+# later cannot meanwhile be given by the kernel to an outgoing connection or to a bind(0) elsewhere.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_next_port = _PORT_LOW + (os.getpid() * 37) % (_PORT_HIGH - _PORT_LOW)
+
+
 def free_port() -> int:
-    """A port nobody listens on right now (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nobody listens on right now, one this process has not handed out before."""
+    global _next_port
+    for _ in range(_PORT_HIGH - _PORT_LOW):
+        port = _next_port
+        _next_port = _PORT_LOW + (_next_port + 1 - _PORT_LOW) % (_PORT_HIGH - _PORT_LOW)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def wait_for(

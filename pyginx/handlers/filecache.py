@@ -64,10 +64,10 @@ class FileInfo:
 
     def with_body(self, body: bytes) -> FileInfo:
         """A copy holding `body`, sharing the header blocks (cheaper than dataclasses.replace)."""
-        new = object.__new__(FileInfo)
-        new.__dict__.update(self.__dict__)
-        new.body = body
-        return new
+        return FileInfo(
+            self.path, self.kind, self.size, self.mtime, self.ino, self.dev,
+            body, self.etag, self.last_modified, self.blocks,
+        )
 
     @property
     def identity(self) -> tuple[int, int, int, int]:

@@ -670,7 +670,7 @@ def _respond_file(
     req = ctx.req
     s = ctx.s
     size = info.size
-    body = info.body
+    body: bytes | None = info.body
     ranges_on = s.max_ranges != 0
 
     if req.error_status and req.error_status != 200:

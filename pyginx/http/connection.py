@@ -1021,6 +1021,18 @@ class HttpConnection(asyncio.Protocol):
             else:
                 w.set_exception(exc)
 
+    async def _wait_writable(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> bool:
+        """Wait until the socket takes more (False: the client went away meanwhile)."""
+        try:
+            await fut
+        except ConnectionError:
+            return False
+        finally:
+            self._write_waiter = None
+            if self._dup_fd >= 0:
+                loop.remove_writer(self._dup_fd)
+        return True
+
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Zero-copy file body: os.sendfile on the socket once the transport's buffer is empty."""
         t = self.transport
@@ -1055,14 +1067,8 @@ class HttpConnection(asyncio.Protocol):
                 self._write_waiter = fut
                 loop.add_writer(self._dup_fd, _set_done, fut)
                 self.deadline = time.monotonic() + send_timeout
-                try:
-                    await fut
-                except ConnectionError:
+                if not await self._wait_writable(loop, fut):
                     break
-                finally:
-                    self._write_waiter = None
-                    if self._dup_fd >= 0:
-                        loop.remove_writer(self._dup_fd)
                 continue
             except OSError:
                 break

@@ -221,32 +221,11 @@ class Request:
         chunks = [c async for c in self.body_chunks()]
         return b"".join(chunks)
 
-    async def body_chunks(self) -> AsyncIterator[bytes]:
-        body = self.body
-        if not self.has_body:
-            return
-        limit = self.settings.client_max_body_size
-        if limit and body.size > limit and body.error is None:
-            # what came before the location was known is judged by the location's limit
-            self.conn.body_too_large(self, body.size, 0)
-        self.conn.body_wanted(self)
-        while True:
-            if body.error is not None:
-                raise body.error
-            if body.chunks:
-                chunks, body.chunks = body.chunks, []
-                self.conn.body_consumed()
-                for c in chunks:
-                    yield c
-                continue
-            if body.complete:
-                return
-            loop = asyncio.get_running_loop()
-            body.waiter = loop.create_future()
-            try:
-                await body.waiter
-            finally:
-                body.waiter = None
+    def body_chunks(self) -> AsyncIterator[bytes]:
+        """The request body as it arrives (client_max_body_size and client_body_timeout enforced)."""
+        from pyginx.http.bodyiter import body_chunks
+
+        return body_chunks(self)
 
     # ------------------------------------------------------------------ responding
 

@@ -31,18 +31,21 @@ _HOSTNAME = socket.gethostname()
 class _Clock:
     """Per-second cached renderings of the current time (nginx caches its time strings too)."""
 
-    second = -1
-    local = ""
-    iso = ""
+    def __init__(self) -> None:
+        self.second = -1
+        self.local = ""
+        self.iso = ""
 
-    @classmethod
-    def refresh(cls) -> None:
+    def refresh(self) -> None:
         now = int(time.time())
-        if now != cls.second:
-            cls.second = now
+        if now != self.second:
+            self.second = now
             lt = time.localtime(now)
-            cls.local = time.strftime("%d/%b/%Y:%H:%M:%S %z", lt)
-            cls.iso = time.strftime("%Y-%m-%dT%H:%M:%S", lt) + _iso_offset(lt)
+            self.local = time.strftime("%d/%b/%Y:%H:%M:%S %z", lt)
+            self.iso = time.strftime("%Y-%m-%dT%H:%M:%S", lt) + _iso_offset(lt)
+
+
+_CLOCK = _Clock()
 
 
 def _iso_offset(lt: time.struct_time) -> str:
@@ -51,14 +54,14 @@ def _iso_offset(lt: time.struct_time) -> str:
 
 
 def time_local(_req: Request | None = None) -> str:
-    if int(time.time()) != _Clock.second:
-        _Clock.refresh()
-    return _Clock.local
+    if int(time.time()) != _CLOCK.second:
+        _CLOCK.refresh()
+    return _CLOCK.local
 
 
 def time_iso8601(_req: Request | None = None) -> str:
-    _Clock.refresh()
-    return _Clock.iso
+    _CLOCK.refresh()
+    return _CLOCK.iso
 
 
 def _arg(name: str) -> Getter:

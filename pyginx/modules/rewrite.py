@@ -298,10 +298,8 @@ def _resolve_ops(ops: tuple[Op, ...], around: HttpSettings, env: Env) -> tuple[O
 # running a script
 
 
-class _Outcome:
-    """How a script ended: went on (None), answered (DONE), or asked for a new location search."""
-
-    SEARCH = "search"
+# How a script ended: went on (None), answered (True), "break", or asked for a new location search.
+_SEARCH = "search"
 
 
 def _plan(settings: HttpSettings, level: str) -> list[tuple[Phase, PhaseHandler]]:
@@ -324,7 +322,7 @@ def _plan(settings: HttpSettings, level: str) -> list[tuple[Phase, PhaseHandler]
         outcome = _run(req, script, log)
         if outcome is True:
             return DONE
-        if outcome == _Outcome.SEARCH or (outcome is None and req.uri != before):
+        if outcome == _SEARCH or (outcome is None and req.uri != before):
             req.conn.ctx.search_again(req)
             return DONE
         return DECLINED
@@ -489,7 +487,7 @@ def _rewrite(req: Request, op: RewriteOp, replacement: Any, log: bool) -> Any:
     req.uri = uri
     req.internal = True
     if op.flag == "last":
-        return _Outcome.SEARCH
+        return _SEARCH
     if op.flag == "break":
         return "break"
     return None

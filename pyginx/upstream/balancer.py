@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
-import itertools
 import random as _random
 import time
 import zlib
@@ -192,10 +191,16 @@ class Peers:
             kept.append(peer)
         # New peers take the smallest free indexes (a kept peer's index never changes: requests in
         # flight mark tried peers by index).
-        free = (i for i in itertools.count() if i not in used)
-        return [
-            p if p is not None else Peer(s, next(free), backup) for p, s in zip(kept, servers, strict=True)
-        ]
+        result: list[Peer] = []
+        candidate = 0
+        for p, s in zip(kept, servers, strict=True):
+            if p is None:
+                while candidate in used:
+                    candidate += 1
+                p = Peer(s, candidate, backup)
+                candidate += 1
+            result.append(p)
+        return result
 
     def resolved_count(self, key: int) -> int:
         """How many servers the last good answer for `upstream.resolvable[key]` gave."""

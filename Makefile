@@ -1,12 +1,19 @@
 # The two commands of the README: `make run` and `make test`. Both set up .venv when needed.
 # `run` installs pyginx with its runtime dependencies only; `test` and `lint` add the test extras.
+# Both also build the optional compiled modules (mypyc, `make compiled`) when the machine can: a
+# failed build leaves the pure-Python package, which is complete on its own (`make test-pure`).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TESTSTAMP := $(VENV)/.installed-test
+COMPILEDSTAMP := $(VENV)/.compiled
+COMPILED_LIST := pyginx/_compiled_modules.txt
+# pyginx.http.connection -> pyginx/http/connection.py
+COMPILED_SRCS := $(shell sed -e 's|\.|/|g' -e 's|$$|.py|' $(COMPILED_LIST))
+JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run stop test lint bench soak clean
+.PHONY: run stop test test-pure lint bench soak clean compiled clean-compiled
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,14 +25,37 @@ $(TESTSTAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(TESTSTAMP)
 
-run: $(STAMP)
+# the compiled hot path (mypyc: about 2-3x less CPU per request, README "Compiled build"): built in
+# place beside the sources, which Python then imports instead of the .py files
+compiled: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[compiled]'
+	rm -rf build
+	PYGINX_COMPILE=1 $(BIN)/python setup.py -q build_ext --inplace -j $(JOBS) >/dev/null
+	touch $(COMPILEDSTAMP)
+
+clean-compiled:
+	find pyginx -name '*.so' -delete
+	rm -rf build $(COMPILEDSTAMP)
+
+# best effort, redone when a compiled module's source changes
+$(COMPILEDSTAMP): $(STAMP) $(COMPILED_LIST) $(COMPILED_SRCS) setup.py
+	@echo "make: building the compiled modules (mypyc, about a minute and a half)"
+	@$(MAKE) -s compiled || { echo "make: the compiled build failed; pyginx runs as pure Python"; \
+		$(MAKE) -s clean-compiled; touch $(COMPILEDSTAMP); }
+
+run: $(COMPILEDSTAMP)
 	$(BIN)/pyginx -p . -c conf/pyginx.yaml
 
 # graceful shutdown of the server `make run` started (from another terminal): pyginx -s quit
 stop: $(STAMP)
 	$(BIN)/pyginx -p . -c conf/pyginx.yaml -s quit
 
-test: $(TESTSTAMP)
+test: $(TESTSTAMP) $(COMPILEDSTAMP)
+	$(BIN)/python -m pytest -q
+
+# the same suite on the pure-Python package (the compiled modules are removed; `make compiled` or
+# the next `make run`/`make test` builds them again)
+test-pure: $(TESTSTAMP) clean-compiled
 	$(BIN)/python -m pytest -q
 
 lint: $(TESTSTAMP)

@@ -58,6 +58,9 @@ def show_version(full: bool) -> None:
             pass
     click.echo("with " + " ".join(parts), err=True)
     click.echo(f"configure arguments: --prefix={os.getcwd()}/ --conf-path={DEFAULT_CONF}", err=True)
+    from pyginx.compiled import describe
+
+    click.echo(describe(), err=True)
 
 
 def test_config(conf: str, prefix: str, quiet: bool, dump: bool) -> int:

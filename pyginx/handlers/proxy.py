@@ -75,12 +75,10 @@ class _Fail(Exception):
         super().__init__(message)
         self.condition = condition
         self.message = message
-
-    @property
-    def phase(self) -> str:
-        """The "while ..." part of the message (what the connection was doing)."""
-        at = self.message.find(" while ")
-        return self.message[at + 1 :] if at >= 0 else ""
+        # the "while ..." part of the message (what the connection was doing); an attribute, not a
+        # property: mypyc's compiled exception classes crash on a property read (mypyc 2.4)
+        at = message.find(" while ")
+        self.phase = message[at + 1 :] if at >= 0 else ""
 
 
 def _os_message(call: str, exc: OSError, phase: str) -> str:

@@ -69,7 +69,10 @@ def _percent_byte(m: re.Match[bytes]) -> bytes:
 
 
 _STOP = HttpError(0, "the connection reads no more requests")
-_PARKED: tuple[()] = ()  # the header and URL pieces of a parked connection (park_idle)
+# the header and URL pieces of a parked connection (park_idle): shared and never appended to (the next
+# on_message_begin gives the connection lists of its own)
+_PARKED_HEADERS: list[tuple[bytes, bytes]] = []
+_PARKED_URL: list[bytes] = []
 _PARK_AT_ONCE = 256  # open connections above which an idle one parks as soon as it is idle
 _TIMED_OUT = "client timed out (110: Connection timed out)"
 
@@ -428,8 +431,8 @@ class HttpConnection(asyncio.Protocol):
         self.parser = None
         self._slow = True  # data_received goes through _special_input, which makes a new parser
         # shared and empty: on_message_begin gives the next head lists of its own
-        self._headers = _PARKED  # type: ignore[assignment]
-        self._url_parts = _PARKED  # type: ignore[assignment]
+        self._headers = _PARKED_HEADERS
+        self._url_parts = _PARKED_URL
         self._tail = b""
 
     def _partial_message(self, prefix: bytes | None, data: bytes) -> None:

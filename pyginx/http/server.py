@@ -25,6 +25,11 @@ from pyginx.http.status import INTERNAL_400
 from pyginx.http.variables import Getter
 from pyginx.log import error_log
 
+# What a worker counts as one of its connections: an HttpConnection, an HTTP/2 connection or a TLS
+# handshake in progress (pyginx.tls.acceptor.Pending). Any, not a union: the classes live in layers
+# this module does not import, and the compiled build checks a declared class at every call.
+Tracked = Any
+
 if TYPE_CHECKING:
     from pyginx.tls.contexts import TlsContexts
 
@@ -95,7 +100,7 @@ class ServerContext:
         self._conn_counter += 1
         return self._conn_counter
 
-    def connection_opened(self, conn: HttpConnection) -> None:
+    def connection_opened(self, conn: Tracked) -> None:
         connections = self.connections
         connections.add(conn)
         if len(connections) > self.drain_at:
@@ -110,7 +115,7 @@ class ServerContext:
         if self.stats is not None and conn in connections:
             self.stats.counters.add(1)  # status.HANDLED (ACCEPTS is counted with the id)
 
-    def _drain(self, new: HttpConnection) -> None:
+    def _drain(self, new: Tracked) -> None:
         victims = drain.to_reuse(self.connections, exclude=new)
         if not victims:
             return
@@ -125,7 +130,7 @@ class ServerContext:
             self.connections.discard(victim)  # its slot is free now; connection_lost comes later
             victim.close()
 
-    def connection_closed(self, conn: HttpConnection) -> None:
+    def connection_closed(self, conn: Tracked) -> None:
         self.connections.discard(conn)
         if self.accept_paused and len(self.connections) < self.max_connections and self.resume_accepting:
             self.accept_paused = False

@@ -42,9 +42,9 @@ def start_tls_listener(
         # an accepted socket counts as a connection until it is one: worker_connections, and a
         # graceful shutdown that waits for handshakes in progress instead of dropping them
         if opened:
-            ctx.connection_opened(pending)  # type: ignore[arg-type]
+            ctx.connection_opened(pending)
         else:
-            ctx.connection_closed(pending)  # type: ignore[arg-type]
+            ctx.connection_closed(pending)
 
     acceptor = TlsAcceptor(ctx.loop, sock, context, choose, plain, timeout, track)
     acceptor.start()

@@ -110,7 +110,7 @@ class H2Connection(asyncio.Protocol):
         if isinstance(local, tuple):
             self.server_addr, self.server_port = local[0], local[1]
         t.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
-        ctx.connection_opened(self)  # type: ignore[arg-type]
+        ctx.connection_opened(self)
         self.h2.initiate_connection()
         # The client is told http2_max_concurrent_streams; h2 itself is let to take more, so that a
         # stream over the limit is decoded (HPACK state stays in step) and refused alone with
@@ -133,7 +133,7 @@ class H2Connection(asyncio.Protocol):
             self._client_gone(stream)
         self.streams.clear()
         self._wake_writers()
-        self.ctx.connection_closed(self)  # type: ignore[arg-type]
+        self.ctx.connection_closed(self)
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -202,6 +202,12 @@ class Master:
     # ------------------------------------------------------------------ workers
 
     def start_workers(self) -> None:
+        from pyginx.compiled import stale_modules
+
+        stale = stale_modules()
+        if stale:
+            # Python prefers the built extension over the edited source: the old code would run
+            error_log().warn(f"compiled modules older than their sources run old code: {', '.join(stale)}")
         error_log().notice("start worker processes")
         for slot in range(self.cycle.workers):
             self.spawn(slot)

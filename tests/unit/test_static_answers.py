@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from pyginx.config.model import Http, HttpSettings, ListenAddr, Location, MainConfig, OpenFileCache, Server
-from pyginx.handlers import static
+from pyginx.handlers import filecache, static
 from tests.unit.fake_http import Exchange, statuses
 
 
@@ -35,7 +35,7 @@ def test_repeated_get_is_answered_from_memory_until_valid_runs_out(tmp_path: Pat
         # the cached answer expires with its open_file_cache entry
         for answer in static._answers.values():
             answer.until = 0.0
-        for cache in list(static.cache_for.__globals__["_caches"].values()):
+        for cache in list(filecache._caches.values()):
             cache.clear()
         ex.transport.out.clear()
         out = ex.feed(GET)

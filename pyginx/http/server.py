@@ -62,7 +62,7 @@ class ServerContext:
         )
         self.access_logs = AccessLogs(http.log_formats)
         self.logging = _any_access_log(http)  # False: request_done skips the access-log step
-        self.connections: set[HttpConnection] = set()
+        self.connections: set[Tracked] = set()
         self._conn_counter = 0
         self._modules_stopped = False
         self.accepting_closed = False

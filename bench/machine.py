@@ -55,6 +55,16 @@ def git_revision() -> str:
     return done.stdout.strip() or "unknown"
 
 
+def compiled_build() -> str:
+    """Pure Python or the compiled hot path (pyginx/compiled.py): the figures differ by 2-3x."""
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    from pyginx.compiled import describe as build
+
+    return build()
+
+
 def describe(programs: dict[str, str]) -> dict[str, str]:
     nginx = first_line([programs["nginx"], "-v"])
     wrk = first_line([programs["wrk"], "-v"])
@@ -65,6 +75,7 @@ def describe(programs: dict[str, str]) -> dict[str, str]:
         "memory": memory(),
         "kernel": platform.release(),
         "pyginx": f"{dist_version('pyginx')} (git {git_revision()})",
+        "pyginx build": compiled_build(),
         "nginx": nginx.split("/", 1)[-1] if "/" in nginx else nginx,
         "python": sys.version.split()[0],
         "uvloop": dist_version("uvloop"),

@@ -16,13 +16,13 @@ _PACKAGE = Path(__file__).resolve().parent
 _LIST = _PACKAGE / "_compiled_modules.txt"
 
 
-def listed_modules() -> list[str]:
+def listed_modules(package: Path = _PACKAGE) -> list[str]:
     """The modules the compiled build compiles (dotted names)."""
-    return _LIST.read_text().split()
+    return (package / _LIST.name).read_text().split()
 
 
-def _extension_of(module: str) -> Path | None:
-    base = _PACKAGE.joinpath(*module.split(".")[1:])
+def _extension_of(module: str, package: Path = _PACKAGE) -> Path | None:
+    base = package.joinpath(*module.split(".")[1:])
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = base.with_name(base.name + suffix)
         if candidate.exists():
@@ -30,19 +30,19 @@ def _extension_of(module: str) -> Path | None:
     return None
 
 
-def compiled_modules() -> list[str]:
+def compiled_modules(package: Path = _PACKAGE) -> list[str]:
     """The listed modules that have a built extension module beside their source."""
-    return [m for m in listed_modules() if _extension_of(m) is not None]
+    return [m for m in listed_modules(package) if _extension_of(m, package) is not None]
 
 
-def stale_modules() -> list[str]:
+def stale_modules(package: Path = _PACKAGE) -> list[str]:
     """Compiled modules whose source changed after they were built."""
     stale = []
-    for module in listed_modules():
-        ext = _extension_of(module)
+    for module in listed_modules(package):
+        ext = _extension_of(module, package)
         if ext is None:
             continue
-        source = _PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
+        source = package.joinpath(*module.split(".")[1:]).with_suffix(".py")
         if source.exists() and os.stat(source).st_mtime > os.stat(ext).st_mtime:
             stale.append(module)
     return stale

@@ -1,7 +1,7 @@
 # The two commands of the README: `make run` and `make test`. Both set up .venv when needed.
 # `run` installs pyginx with its runtime dependencies only; `test` and `lint` add the test extras.
-# Both also build the optional compiled modules (mypyc, `make compiled`) when the machine can: a
-# failed build leaves the pure-Python package, which is complete on its own (`make test-pure`).
+# The compiled hot path (mypyc) is opt-in: `make compiled` builds it, `make clean-compiled` removes it;
+# the pure-Python package is complete on its own.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +13,7 @@ COMPILED_LIST := pyginx/_compiled_modules.txt
 COMPILED_SRCS := $(shell sed -e 's|\.|/|g' -e 's|$$|.py|' $(COMPILED_LIST))
 JOBS := $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run stop test test-pure lint bench soak clean compiled clean-compiled
+.PHONY: run stop test test-pure test-compiled lint bench soak clean compiled clean-compiled
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,20 +37,24 @@ clean-compiled:
 	find pyginx -name '*.so' -delete
 	rm -rf build $(COMPILEDSTAMP)
 
-# best effort, redone when a compiled module's source changes
+# best effort, redone when a compiled module's source changes (`make test-compiled`)
 $(COMPILEDSTAMP): $(STAMP) $(COMPILED_LIST) $(COMPILED_SRCS) setup.py
 	@echo "make: building the compiled modules (mypyc, about a minute and a half)"
 	@$(MAKE) -s compiled || { echo "make: the compiled build failed; pyginx runs as pure Python"; \
 		$(MAKE) -s clean-compiled; touch $(COMPILEDSTAMP); }
 
-run: $(COMPILEDSTAMP)
+run: $(STAMP)
 	$(BIN)/pyginx -p . -c conf/pyginx.yaml
 
 # graceful shutdown of the server `make run` started (from another terminal): pyginx -s quit
 stop: $(STAMP)
 	$(BIN)/pyginx -p . -c conf/pyginx.yaml -s quit
 
-test: $(TESTSTAMP) $(COMPILEDSTAMP)
+test: $(TESTSTAMP)
+	$(BIN)/python -m pytest -q
+
+# the suite on the compiled build
+test-compiled: $(TESTSTAMP) $(COMPILEDSTAMP)
 	$(BIN)/python -m pytest -q
 
 # the same suite on the pure-Python package (the compiled modules are removed; `make compiled` or

@@ -288,7 +288,8 @@ class HttpServer:
         would keep a socket the master closed alive)."""
         spares: dict[ListenKey, socket.socket] = {}
         for key, server in zip(self._keys, self._servers, strict=True):
-            for s in server.sockets:
+            listening: Any = server  # uvloop's Server.sockets is a list, typeshed says tuple: the
+            for s in listening.sockets:  # compiled build would refuse the list
                 spares[key] = socket.socket(fileno=os.dup(s.fileno()))
                 break
             server.close()

@@ -11,21 +11,21 @@ if TYPE_CHECKING:
     from pyginx.http.request import Request
 
 
-async def body_chunks(self: Request) -> AsyncIterator[bytes]:
-    body = self.body
-    if not self.has_body:
+async def body_chunks(req: Request) -> AsyncIterator[bytes]:
+    body = req.body
+    if not req.has_body:
         return
-    limit = self.settings.client_max_body_size
+    limit = req.settings.client_max_body_size
     if limit and body.size > limit and body.error is None:
         # what came before the location was known is judged by the location's limit
-        self.conn.body_too_large(self, body.size, 0)
-    self.conn.body_wanted(self)
+        req.conn.body_too_large(req, body.size, 0)
+    req.conn.body_wanted(req)
     while True:
         if body.error is not None:
             raise body.error
         if body.chunks:
             chunks, body.chunks = body.chunks, []
-            self.conn.body_consumed()
+            req.conn.body_consumed()
             for c in chunks:
                 yield c
             continue

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pyginx.config.model import HttpSettings, Location, Server
 from pyginx.errors import HttpError
 from pyginx.http import headers as hdr
+from pyginx.http.bodyiter import body_chunks as _body_chunks
 from pyginx.http.status import CLOSING_STATUSES, MSIE_PADDING, error_page_body
 from pyginx.log import error_log
 
@@ -223,9 +224,7 @@ class Request:
 
     def body_chunks(self) -> AsyncIterator[bytes]:
         """The request body as it arrives (client_max_body_size and client_body_timeout enforced)."""
-        from pyginx.http.bodyiter import body_chunks
-
-        return body_chunks(self)
+        return _body_chunks(self)
 
     # ------------------------------------------------------------------ responding
 

@@ -1,7 +1,8 @@
 # The two commands of the README: `make run` and `make test`. Both set up .venv when needed.
 # `run` installs pyginx with its runtime dependencies only; `test` and `lint` add the test extras.
-# The compiled hot path (mypyc) is opt-in: `make compiled` builds it, `make clean-compiled` removes it;
-# the pure-Python package is complete on its own.
+# Both build the compiled hot path (mypyc, about a minute and a half the first time) when they can and
+# fall back to the pure-Python package, which is complete on its own, when they cannot (no C compiler).
+# `make test-pure` runs the suite without the compiled modules; CI runs both.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -37,28 +38,27 @@ clean-compiled:
 	find pyginx -name '*.so' -delete
 	rm -rf build $(COMPILEDSTAMP)
 
-# best effort, redone when a compiled module's source changes (`make test-compiled`)
+# best effort, redone when a compiled module's source changes
 $(COMPILEDSTAMP): $(STAMP) $(COMPILED_LIST) $(COMPILED_SRCS) setup.py
 	@echo "make: building the compiled modules (mypyc, about a minute and a half)"
 	@$(MAKE) -s compiled || { echo "make: the compiled build failed; pyginx runs as pure Python"; \
 		$(MAKE) -s clean-compiled; touch $(COMPILEDSTAMP); }
 
-run: $(STAMP)
+run: $(STAMP) $(COMPILEDSTAMP)
 	$(BIN)/pyginx -p . -c conf/pyginx.yaml
 
 # graceful shutdown of the server `make run` started (from another terminal): pyginx -s quit
 stop: $(STAMP)
 	$(BIN)/pyginx -p . -c conf/pyginx.yaml -s quit
 
-test: $(TESTSTAMP)
+# the suite on what `make run` runs: the compiled build when it could be made
+test: $(TESTSTAMP) $(COMPILEDSTAMP)
 	$(BIN)/python -m pytest -q
 
-# the suite on the compiled build
-test-compiled: $(TESTSTAMP) $(COMPILEDSTAMP)
-	$(BIN)/python -m pytest -q
+test-compiled: test
 
-# the same suite on the pure-Python package (the compiled modules are removed; `make compiled` or
-# the next `make run`/`make test` builds them again)
+# the same suite on the pure-Python package (the compiled modules are removed; the next `make run` or
+# `make test` builds them again)
 test-pure: $(TESTSTAMP) clean-compiled
 	$(BIN)/python -m pytest -q
 

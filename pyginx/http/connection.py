@@ -39,6 +39,9 @@ CLOSED = 5
 
 _METHOD_TOKEN = re.compile(rb"[A-Z_\-]+\Z")
 _MAX_HEADERS = 1000  # nginx's max_headers default (1.29.8; distributions backported it): more is a 494
+# the most write() holds for the end of the loop turn: a small response (head and body) fits; a larger
+# one goes to the transport at once, which applies the flow control
+_HOLD_MAX = 16 * 1024
 _MAX_QUEUED = 16  # pipelined requests parsed ahead of the one being answered, before reading pauses
 _BODY_HIGH_WATER = 256 * 1024
 _MAX_OFF_T = (1 << 63) - 1  # nginx's NGX_MAX_OFF_T_VALUE: the largest Content-Length or chunk size
@@ -117,6 +120,7 @@ class HttpConnection(asyncio.Protocol):
         "_linger_until",
         "_method_override",
         "_method_stash",
+        "_out",
         "_sent_mark",
         "_slow",
         "_sock_fd",
@@ -217,6 +221,7 @@ class HttpConnection(asyncio.Protocol):
         self._sock_fd = -1
         self._write_waiter: asyncio.Future[None] | None = None
         self._sent_mark = 0
+        self._out = b""  # small writes held until the end of this loop turn (see write)
         self.keepalive_conf = ctx.default_server.settings
         # listen ... proxy_protocol: a Pending header until it is read, then its ProxyHeader
         self.proxy_protocol: Any = None
@@ -254,6 +259,7 @@ class HttpConnection(asyncio.Protocol):
             self.closing_after_response = True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._out = b""
         self.state = CLOSED
         self._slow = True
         self.deadline = 0.0
@@ -838,6 +844,7 @@ class HttpConnection(asyncio.Protocol):
         """A handler starts reading the body: 100 Continue if expected, start the body timer."""
         if req.expect_continue and self.transport is not None:
             req.expect_continue = False
+            self.flush_out()
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if not req.body.complete:
             self.deadline = time.monotonic() + req.settings.client_body_timeout
@@ -987,13 +994,45 @@ class HttpConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ writing
 
     def write(self, data: bytes) -> None:
+        """Send `data` after everything written before it.
+
+        Small writes are held until the end of the event loop's turn (ServerContext.flush_writes)
+        and then sent, one send per connection: the answers to every request that arrived in one
+        epoll batch leave together, so the clients (often one process holding many connections)
+        are woken once per batch instead of once per response. That wake-up is a large share of a
+        small response's kernel time. Everything else that touches the transport (close, sendfile,
+        write_eof, detach, pacing) calls flush_out first, so the bytes keep their order."""
         t = self.transport
-        if t is not None and self.state != CLOSED:
-            t.write(data)
+        if t is None or self.state == CLOSED:
+            return
+        out = self._out
+        if out:
+            if len(out) + len(data) <= _HOLD_MAX:
+                self._out = out + data
+                return
+            self._out = b""
+            t.writelines((out, data))
+            return
+        if len(data) <= _HOLD_MAX:
+            self._out = data
+            self.ctx.hold_writes(self)
+            return
+        t.write(data)
+
+    def flush_out(self) -> None:
+        """Send what write() holds now (before the transport is used directly)."""
+        out = self._out
+        if out:
+            self._out = b""
+            t = self.transport
+            if t is not None and self.state != CLOSED:
+                t.write(out)
 
     def writelines(self, parts: Iterable[bytes]) -> None:
         t = self.transport
         if t is not None and self.state != CLOSED:
+            if self._out:
+                self.flush_out()
             t.writelines(parts)
 
     def _send_timeout(self) -> float:
@@ -1041,6 +1080,8 @@ class HttpConnection(asyncio.Protocol):
         t = self.transport
         if t is None or self.state == CLOSED:
             return 0
+        if self._out:
+            self.flush_out()  # the head written before: the buffer-empty wait below then covers it
         if self._sock_fd < 0:
             sock = t.get_extra_info("socket")
             if sock is None:
@@ -1089,6 +1130,9 @@ class HttpConnection(asyncio.Protocol):
     def close(self, abort: bool = False) -> None:
         if self.state == CLOSED:
             return
+        if self._out and not abort:
+            self.flush_out()  # before the state says CLOSED: the last response goes out before the FIN
+        self._out = b""
         self.state = CLOSED
         self._slow = True
         self.deadline = 0.0
@@ -1117,6 +1161,7 @@ class HttpConnection(asyncio.Protocol):
         if self.read_paused:
             self._resume_reading()
         try:
+            self.flush_out()
             t.write_eof()
         except (OSError, RuntimeError):
             self.close()
@@ -1198,6 +1243,7 @@ class HttpConnection(asyncio.Protocol):
         """Give the raw transport to a tunnel. The caller sets `tunnel` (data from the client) and
         `tunnel_lost`; bytes the client sent after the upgrade request are returned first."""
         assert self.transport is not None
+        self.flush_out()  # the 101 head, before the tunnel writes to the transport itself
         leftover = bytes(self._upgrade_pending or b"")
         self._upgrade_pending = None
         self.parse_failed = self._slow = True

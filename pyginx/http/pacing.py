@@ -255,6 +255,7 @@ def pace(req: Request, rate: int, after: int) -> None:
     if isinstance(t, PacedTransport):
         paced = t
     else:
+        conn.flush_out()  # what earlier responses on the connection hold goes first, unpaced
         paced = PacedTransport(conn, t)
         conn.transport = paced
     paced.begin(rate, after, req.start_time)

@@ -81,6 +81,26 @@ class ServerContext:
         from pyginx.modules.status import stats_for
 
         self.stats = stats_for(self)
+        # connections whose small writes wait for the end of this loop turn (HttpConnection.write)
+        self._held: list[HttpConnection] = []
+        self._flush_scheduled = False
+
+    def hold_writes(self, conn: HttpConnection) -> None:
+        """`conn` holds output: send it once the callbacks of this loop turn have run."""
+        self._held.append(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush_writes)
+
+    def flush_writes(self) -> None:
+        self._flush_scheduled = False
+        held, self._held = self._held, []
+        for conn in held:
+            try:
+                conn.flush_out()
+            except Exception as exc:  # a transport that went away under us: that connection only
+                error_log().log("info", f"write to client failed: {exc!r}", conn.conn_id)
+                conn.close(abort=True)
 
     def stop_modules(self) -> None:
         """The modules' exit_worker hooks, once, when this configuration stops serving here."""

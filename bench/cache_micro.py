@@ -50,14 +50,14 @@ def setup() -> tuple[Any, Any, Any]:
     pm.load_config = load_with_zones
     client, ct, upstream, _ut, _loop = pm.setup()
     pm.one(client, upstream)  # MISS: stored
-    client.data_received(pm.REQUEST)  # HIT from the file: the worker keeps a copy
+    pm.feed(client, pm.REQUEST)  # HIT from the file: the worker keeps a copy
     return client, ct, upstream
 
 
 def run(client: Any, ct: Any, n: int) -> float:
     start = time.process_time()  # CPU time: the machine is shared
     for _ in range(n):
-        client.data_received(pm.REQUEST)
+        pm.feed(client, pm.REQUEST)
         if len(ct.out) > 1000:
             ct.out.clear()
     return (time.process_time() - start) / n
@@ -74,7 +74,7 @@ def main() -> None:
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
     ct.out.clear()
-    client.data_received(pm.REQUEST)
+    pm.feed(client, pm.REQUEST)
     assert b"".join(ct.out).startswith(b"HTTP/1.1 200 OK"), ct.out
     best = min(run(client, ct, args.n) for _ in range(args.rounds))
     print(f"{best * 1e6:.2f} µs/request (HIT, best of {args.rounds} x {args.n})")

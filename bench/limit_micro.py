@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.proxy_micro import Transport  # noqa: E402
+from bench.proxy_micro import Transport, feed  # noqa: E402
 from bench.static_micro import request  # noqa: E402
 from pyginx import zone  # noqa: E402
 from pyginx.config import load_config  # noqa: E402
@@ -71,7 +71,7 @@ def measure(client: HttpConnection, transport: Transport, paths: list[str], n: i
     paths take turns within each round, so that other people's load falls on all of them alike."""
     datas = [request(p) for p in paths]
     for data in datas:
-        client.data_received(data)
+        feed(client, data)
         out = b"".join(transport.out)
         assert out.startswith(b"HTTP/1.1 200 OK\r\n") and len(out) > 1024, out[:200]
     best = [float("inf")] * len(datas)
@@ -80,7 +80,7 @@ def measure(client: HttpConnection, transport: Transport, paths: list[str], n: i
             transport.out.clear()
             t = time.process_time()
             for _ in range(n):
-                client.data_received(data)
+                feed(client, data)
             best[i] = min(best[i], time.process_time() - t)
     assert not transport.closed
     return [b / n * 1e6 for b in best]
@@ -104,7 +104,7 @@ def main() -> None:
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(args.n):
-            client.data_received(data)
+            feed(client, data)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 

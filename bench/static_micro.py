@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.proxy_micro import Transport  # noqa: E402
+from bench.proxy_micro import Transport, feed  # noqa: E402
 from pyginx.config import load_config  # noqa: E402
 from pyginx.http.connection import HttpConnection  # noqa: E402
 from pyginx.http.server import ServerContext  # noqa: E402
@@ -68,7 +68,7 @@ def setup() -> tuple[HttpConnection, Transport]:
 
 
 def measure(client: HttpConnection, transport: Transport, data: bytes, n: int, rounds: int) -> float:
-    client.data_received(data)
+    feed(client, data)
     out = b"".join(transport.out)
     assert out.startswith(b"HTTP/1.1 200 OK\r\n") and len(out) > 1024, out[:200]
     best = float("inf")
@@ -76,7 +76,7 @@ def measure(client: HttpConnection, transport: Transport, data: bytes, n: int, r
         transport.out.clear()
         t = time.perf_counter()
         for _ in range(n):
-            client.data_received(data)
+            feed(client, data)
         best = min(best, time.perf_counter() - t)
     assert len(transport.out) >= n and not transport.closed
     return best / n * 1e6
@@ -97,7 +97,7 @@ def main() -> None:
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(args.n):
-            client.data_received(data)
+            feed(client, data)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
 

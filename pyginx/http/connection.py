@@ -113,6 +113,7 @@ class HttpConnection(asyncio.Protocol):
         "_dispatching",
         "_drain_waiters",
         "_dup_fd",
+        "_feed",
         "_head_bytes",
         "_header_bytes",
         "_headers",
@@ -221,6 +222,7 @@ class HttpConnection(asyncio.Protocol):
         self._sock_fd = -1
         self._write_waiter: asyncio.Future[None] | None = None
         self._sent_mark = 0
+        self._feed = b""  # this feed's bytes while they begin a message (see _version)
         self._out = b""  # small writes held until the end of this loop turn (see write)
         self.keepalive_conf = ctx.default_server.settings
         # listen ... proxy_protocol: a Pending header until it is read, then its ProxyHeader
@@ -328,6 +330,8 @@ class HttpConnection(asyncio.Protocol):
             data = replaced
         prefix = self._line_prefix
         self._completed_in_feed = 0
+        # a feed that begins a message holds its request line first: the version is read from it
+        self._feed = data if prefix == b"" and not self._begun and self._method_override is None else b""
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -368,6 +372,7 @@ class HttpConnection(asyncio.Protocol):
             error = self._classify(str(exc), data if prefix is None else prefix + data)
             self._parse_error(error, self._refused_line(prefix, data))
             return
+        self._feed = b""
         if self._chunk_sync:
             self._start_chunk_scan(prefix, data)
         if self._deferred:
@@ -623,7 +628,7 @@ class HttpConnection(asyncio.Protocol):
         method = self._method_override or parser.get_method().decode("ascii")
         self._method_override = None
         url = b"".join(self._url_parts).decode("utf-8", "surrogateescape")
-        version = parser.get_http_version()
+        version = self._version(parser)
         major, _, minor = version.partition(".")
         req = Request(self, method, url, 1 if minor != "0" else 0, version)
         req.request_length = self._url_len + self._header_bytes + len(method) + 14  # line, headers, CRLF
@@ -667,6 +672,21 @@ class HttpConnection(asyncio.Protocol):
                 self._pause_reading()
         if self.parse_failed:
             raise _ParseAbort
+
+    def _version(self, parser: Any) -> str:
+        """The request's HTTP version, "1.1" or the like. httptools formats it anew for every call
+        (a cost on the hot path); the first message of a feed that began it has its request line
+        at the feed's start, where the two usual versions are recognised as they are."""
+        data = self._feed
+        if data:
+            self._feed = b""
+            end = data.find(b"\n")
+            if end > 0:
+                if data.endswith(b" HTTP/1.1\r", 0, end):
+                    return "1.1"
+                if data.endswith(b" HTTP/1.0\r", 0, end):
+                    return "1.0"
+        return str(parser.get_http_version())
 
     def _build_request(self, req: Request, parser: Any) -> None:
         headers = req.headers

@@ -160,6 +160,21 @@ def build_head(
     return b"".join(parts)
 
 
+# "Content-Length: N\r\n" per length: a site serves its files' few sizes over and over, and the
+# lookup costs less than formatting the line; emptied when full (any length is right either way)
+_CL_LINES: dict[int, bytes] = {}
+_CL_LINES_MAX = 4096
+
+
+def _content_length_line(length: int) -> bytes:
+    line = _CL_LINES.get(length)
+    if line is None:
+        if len(_CL_LINES) >= _CL_LINES_MAX:
+            _CL_LINES.clear()
+        line = _CL_LINES[length] = b"Content-Length: %d\r\n" % length
+    return line
+
+
 def build_head_prebuilt(req: Request, status: int, header_block: bytes, length: int) -> bytes:
     """Head for a response whose entity headers are already encoded (cached static files).
     The hot path of small static files: every constant part comes pre-encoded."""
@@ -188,7 +203,7 @@ def build_head_prebuilt(req: Request, status: int, header_block: bytes, length: 
             STATUS_LINES.get(status) or status_line(status),
             _server_date[settings.server_tokens],
             header_block,
-            b"Content-Length: %d\r\n" % length,
+            _content_length_line(length),
             extra_bytes,
             connection,
             b"\r\n",

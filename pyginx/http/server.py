@@ -204,6 +204,9 @@ class ServerContext:
             self.stats.observe(req)
         if not self.logging:
             return
+        logs = req.settings.access_log
+        if len(logs) == 1 and logs[0].path is None:
+            return  # `access_log off` here (another server logs): no call into the log writers
         if req.status in INTERNAL_400:
             req.status = 400
         try:

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 _CONTROL_BUDGET = 200  # SETTINGS + PING frames a connection may send before it must ask for something
 _TRANSPORT_HIGH = 1024 * 1024  # our unsent bytes for a client that does not read: past this, close
 _CHECK_EVERY = 0.5
+_FLUSH_NOW = 64 * 1024  # DATA queued in h2 past this is written at once, not at the end of the turn
 
 
 class H2Connection(asyncio.Protocol):
@@ -81,7 +82,15 @@ class H2Connection(asyncio.Protocol):
         self.unacked = 0
         number, size = s.large_client_header_buffers
         self.max_streams = s.http2_max_concurrent_streams
-        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        # Outbound headers are the core's own response heads, already lower-cased, trimmed and free
+        # of connection-specific fields (stream.parse_head): h2's per-header re-validation of them
+        # would be a second pass over every response for nothing. Inbound headers stay validated.
+        config = h2.config.H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.local_settings = h2.settings.Settings(
             client=False,
@@ -94,6 +103,9 @@ class H2Connection(asyncio.Protocol):
         )
         self.h2.decoder.max_header_list_size = number * size  # effective now, not at the client's ACK
         self.writable_waiters: list[asyncio.Future[None]] = []
+        self._flush_scheduled = False
+        self.queued_data = 0  # DATA bytes given to h2 since the last flush
+        self.control_while_paused = 0  # SETTINGS/PING received while our output does not drain
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -121,7 +133,7 @@ class H2Connection(asyncio.Protocol):
         extra = self.settings.http2_recv_buffer_size - 65535
         if extra > 0:
             self.h2.increment_flow_control_window(extra)
-        self._send()
+        self._flush()
         self._schedule_check()
         if ctx.accepting_closed:
             self.graceful(close_idle=True)
@@ -140,6 +152,7 @@ class H2Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.control_while_paused = 0
         self._wake_writers()
 
     def data_received(self, data: bytes) -> None:
@@ -169,7 +182,7 @@ class H2Connection(asyncio.Protocol):
             if self.closed:
                 return
             self._event(event)
-        self._send()
+        self._flush()  # every stream answered from these frames leaves in one write
 
     def eof_received(self) -> bool | None:
         return None
@@ -213,6 +226,8 @@ class H2Connection(asyncio.Protocol):
 
     def _control_frame(self) -> None:
         self.control_frames += 1
+        if self.write_paused:
+            self.control_while_paused += 1
         if self.control_frames > _CONTROL_BUDGET + 4 * self.requests:
             self._abort_connection(
                 h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "client sent too many SETTINGS or PING frames"
@@ -307,15 +322,15 @@ class H2Connection(asyncio.Protocol):
                 chunk = stream.pending[0]
                 size = min(window, h2c.max_outbound_frame_size, len(chunk))
                 h2c.send_data(sid, chunk[:size])
+                self.queued_data += size
                 stream.pending_size -= size
                 if size == len(chunk):
                     stream.pending.pop(0)
                 else:
                     stream.pending[0] = chunk[size:]
             if not stream.pending:
-                self.stalled_since = (
-                    0.0 if not any(s.pending for s in self.streams.values()) else self.stalled_since
-                )
+                if self.stalled_since and not any(s.pending for s in self.streams.values()):
+                    self.stalled_since = 0.0
                 if stream.ended:
                     h2c.end_stream(sid)
                     stream.closed = True
@@ -365,14 +380,31 @@ class H2Connection(asyncio.Protocol):
         self.flush_stream(stream)
 
     def _send(self) -> None:
+        """Frames are queued in h2: they leave together at the end of this loop turn (_flush).
+
+        Under TLS each transport write is a TLS record and a syscall; answering a batch of streams
+        with one write instead of three per stream (HEADERS, DATA, END_STREAM) is most of what an
+        HTTP/2 request costs the worker."""
+        if self.queued_data >= _FLUSH_NOW:
+            # a large body leaves now, so that the transport's buffer limits (pause_writing, which
+            # drain() waits on) pace its producer as on HTTP/1.1
+            self._flush()
+        elif not self._flush_scheduled and not self.closed and self.transport is not None:
+            self._flush_scheduled = True
+            self.ctx.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        self.queued_data = 0
         t = self.transport
         if t is None or self.closed:
             return
         data = self.h2.data_to_send()
         if data:
             t.write(data)
-            if t.get_write_buffer_size() > _TRANSPORT_HIGH and not self.streams:
-                # control-frame answers piling up for a client that does not read
+            if self.control_while_paused and not self.streams and t.get_write_buffer_size() > _TRANSPORT_HIGH:
+                # control-frame answers piling up for a client that does not read (a large
+                # response just finished may leave as much unsent: that alone is no flood)
                 self._abort_connection(None, "client does not read (flood of control frames)")
 
     # ------------------------------------------------------------------ ending
@@ -413,6 +445,10 @@ class H2Connection(asyncio.Protocol):
     def close(self, abort: bool = False) -> None:
         if self.closed:
             return
+        if not abort:
+            self._flush()  # frames still queued in h2 (the last END_STREAM, a GOAWAY) go first
+            if self.closed:
+                return  # the flush found a client that does not read and aborted
         t = self.transport
         self.closed = True
         if t is not None:
@@ -426,7 +462,7 @@ class H2Connection(asyncio.Protocol):
         if self.goaway_sent or self.closed:
             return
         self.goaway_sent = True
-        self._send()
+        self._flush()  # what h2 has queued goes before our own GOAWAY frame
         # h2's close_connection() would end its state machine and with it the streams still being
         # answered: the graceful GOAWAY is written as a frame of our own, the streams go on
         goaway = hyperframe.frame.GoAwayFrame(0)

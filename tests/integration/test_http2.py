@@ -170,6 +170,22 @@ def test_concurrent_streams_and_large_headers(site: Pyginx, pki: Pki) -> None:
     c.close()
 
 
+def test_many_large_responses_at_once_all_complete(site: Pyginx, pki: Pki) -> None:
+    """Large windows and several big files in flight: when the last stream ends, megabytes may still
+    wait in the transport for a client that does read; that is no control-frame flood."""
+    expected = bytes(range(256)) * 4096 * 3  # 3 MiB
+    (site.prefix / "html" / "huge.bin").write_bytes(expected)
+    c = client(site, pki, settings={4: 1 << 30})  # INITIAL_WINDOW_SIZE: 1 GiB per stream (h2load's)
+    c.h2.increment_flow_control_window((1 << 30) - 65535)
+    c.flush()
+    sids = [c.start("/huge.bin") for _ in range(8)]
+    replies = c.wait(*sids, timeout=60)
+    assert [(r.status, r.reset, len(r.data)) for r in replies] == [(200, None, len(expected))] * 8
+    assert all(r.data == expected for r in replies)
+    assert "does not read" not in site.error_log()
+    c.close()
+
+
 def test_alpn_falls_back_to_http11_and_listen_http2_is_deprecated(pyginx: Pyginx, pki: Pki) -> None:
     pki.issue("site", "localhost")
     pyginx.write_config(

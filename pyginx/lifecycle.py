@@ -18,4 +18,3 @@ def ready() -> bool:
 def mark_unready() -> None:
     global _ready
     _ready = False
-

@@ -74,7 +74,9 @@ class HeaderFilter:
     that follows (a callable taking bytes and `last`, returning bytes)."""
 
     name: str
-    head: Callable[[Request, int, list[tuple[str, str]], int | None], tuple[int, list[tuple[str, str]], int | None]]
+    head: Callable[
+        [Request, int, list[tuple[str, str]], int | None], tuple[int, list[tuple[str, str]], int | None]
+    ]
     # whether `head` would re-code this response's body (its length then unknown beforehand): a
     # handler that could answer a Range asks first, and serves the whole response when it would
     recodes: Callable[[Request, int, list[tuple[str, str]], int | None], bool] | None = None

@@ -22,31 +22,55 @@ from __future__ import annotations
 import struct
 import time
 from dataclasses import dataclass
+from typing import Final
 
 from pyginx.zone import SharedTable
+from pyginx.zone.registry import current as current_zones
 
-NODE = struct.Struct("<dqdqqIIBB30x")  # padded to 88 bytes: about 8,000 nodes per MiB, as nginx
-NODE_SIZE = NODE.size
-META = struct.Struct("<qBB6x")  # total fs_size, loaded flag (the loader finished), cold flag
-META_SIZE = META.size
+NODE: Final = struct.Struct("<dqdqqIIBB30x")  # padded to 88 bytes: about 8,000 nodes per MiB, as nginx
+NODE_SIZE: Final = NODE.size
+META: Final = struct.Struct("<qBB6x")  # total fs_size, loaded flag (the loader finished), cold flag
+META_SIZE: Final = META.size
 
 # results of lookup() (nginx's return codes of ngx_http_file_cache_exists)
-FOUND = "found"  # a node that says a file exists (or enough uses): open the file
-NEW = "new"  # no node before (or one renewed): fetch, and store if cacheable
-SCARCE = "scarce"  # fewer uses than proxy_cache_min_uses: fetch, do not store
+FOUND: Final = "found"  # a node that says a file exists (or enough uses): open the file
+NEW: Final = "new"  # no node before (or one renewed): fetch, and store if cacheable
+SCARCE: Final = "scarce"  # fewer uses than proxy_cache_min_uses: fetch, do not store
 
 
-@dataclass
+@dataclass(init=False)  # __init__ written out: the compiled build makes it native (a dataclass's is not)
 class Node:
-    expire: float = 0.0
-    valid_sec: int = 0
-    lock_time: float = 0.0
-    fs_size: int = 0
-    uniq: int = 0
-    body_start: int = 0
-    uses: int = 0
-    exists: bool = False
-    updating: bool = False
+    expire: float
+    valid_sec: int
+    lock_time: float
+    fs_size: int
+    uniq: int
+    body_start: int
+    uses: int
+    exists: bool
+    updating: bool
+
+    def __init__(
+        self,
+        expire: float = 0.0,
+        valid_sec: int = 0,
+        lock_time: float = 0.0,
+        fs_size: int = 0,
+        uniq: int = 0,
+        body_start: int = 0,
+        uses: int = 0,
+        exists: bool = False,
+        updating: bool = False,
+    ) -> None:
+        self.expire = expire
+        self.valid_sec = valid_sec
+        self.lock_time = lock_time
+        self.fs_size = fs_size
+        self.uniq = uniq
+        self.body_start = body_start
+        self.uses = uses
+        self.exists = exists
+        self.updating = updating
 
     def pack(self) -> bytes:
         return NODE.pack(
@@ -291,9 +315,7 @@ _by_name: dict[str, tuple[object, KeysIndex]] = {}  # per zone name, for the zon
 
 def index_for(zone_name: str) -> KeysIndex | None:
     """This process's view of the keys zone `zone_name` (None if the running zones lack it)."""
-    from pyginx import zone
-
-    zones = zone.current()
+    zones = current_zones()
     hit = _by_name.get(zone_name)
     if hit is not None and hit[0] is zones:
         return hit[1]

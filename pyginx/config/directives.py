@@ -277,16 +277,35 @@ DIRECTIVES: tuple[Directive, ...] = (
 # takes only the rewrite module's directives.
 IF_ALLOWED = frozenset(
     {
-        "root", "sendfile", "access_log", "add_header", "expires", "error_page", "proxy_pass",
-        "log_not_found", "limit_rate", "gzip", "default_type", "aio",
+        "root",
+        "sendfile",
+        "access_log",
+        "add_header",
+        "expires",
+        "error_page",
+        "proxy_pass",
+        "log_not_found",
+        "limit_rate",
+        "gzip",
+        "default_type",
+        "aio",
     }
 )
 
 # directives whose whole value is a template with $variables (the loader checks the names)
 TEMPLATED = frozenset(
     {
-        "add_header", "proxy_set_header", "log_format", "try_files", "proxy_pass", "error_page",
-        "root", "alias", "hash", "proxy_set_body", "access_log",
+        "add_header",
+        "proxy_set_header",
+        "log_format",
+        "try_files",
+        "proxy_pass",
+        "error_page",
+        "root",
+        "alias",
+        "hash",
+        "proxy_set_body",
+        "access_log",
     }
 )
 

@@ -141,9 +141,7 @@ def load(path: str, prefix: str) -> MainConfig:
         "error_log": ErrorLog(path=env.path("logs/error.log"), level="error"),
     }
     if root is None:
-        return MainConfig(
-            file=file, prefix=prefix, source_text=text, extra_files=tuple(included), **defaults
-        )
+        return MainConfig(file=file, prefix=prefix, source_text=text, extra_files=tuple(included), **defaults)
     main = read_block(_as_map(root, "the configuration", env), "main", env)
     events = Events()
     if "events" in main.blocks:
@@ -246,7 +244,9 @@ def _locations(
         if dup is not None:
             if dup in seen:
                 raise ConfigError(
-                    f'duplicate location "{loc.match}"', loc.pos.file if loc.pos else _src(item, env), loc.pos.line if loc.pos else item.line
+                    f'duplicate location "{loc.match}"',
+                    loc.pos.file if loc.pos else _src(item, env),
+                    loc.pos.line if loc.pos else item.line,
                 )
             seen.add(dup)
         out.append(loc)
@@ -304,13 +304,17 @@ def _check_servers(servers: list[Server], env: Env, warnings: list[str]) -> None
                 # the socket is shared by every server on the address: its options are set once
                 if la.key in options:
                     raise ConfigError(
-                        f"duplicate listen options for {la}", la.pos.file if la.pos else env.file, la.pos.line if la.pos else None
+                        f"duplicate listen options for {la}",
+                        la.pos.file if la.pos else env.file,
+                        la.pos.line if la.pos else None,
                     )
                 options.add(la.key)
             if la.default_server:
                 if la.key in defaults:
                     raise ConfigError(
-                        f"a duplicate default server for {la}", la.pos.file if la.pos else env.file, la.pos.line if la.pos else None
+                        f"a duplicate default server for {la}",
+                        la.pos.file if la.pos else env.file,
+                        la.pos.line if la.pos else None,
                     )
                 defaults.add(la.key)
             for name in server.server_names:

@@ -333,6 +333,7 @@ class HttpSettings:
 
             found = default_modules()[module]
         return found
+
     # ---- TLS and HTTP/2 (issue 13); ssl_* and http2* are read at the server level, proxy_ssl_* per location
     ssl_certificate: tuple[TlsFile, ...] = ()  # several: an RSA and an ECDSA pair side by side
     ssl_certificate_key: tuple[TlsFile, ...] = ()

@@ -16,15 +16,21 @@ from pyginx.http.status import error_page_body
 IN_MEMORY_MAX = 256 * 1024  # larger bodies are sent from the file
 
 
-@dataclass
+@dataclass(init=False)  # __init__ written out: compiled, it is native (a dataclass's generated one is not)
 class CachedBody:
     """An entry's body: in memory (`data`), or in the open cache file `fd` at `start`, which this
     object then owns (closed once sent, or when not needed)."""
 
     length: int
-    data: bytes | None = None
-    fd: int = -1
-    start: int = 0
+    data: bytes | None
+    fd: int
+    start: int
+
+    def __init__(self, length: int, data: bytes | None = None, fd: int = -1, start: int = 0) -> None:
+        self.length = length
+        self.data = data
+        self.fd = fd
+        self.start = start
 
     def read(self, a: int, b: int) -> bytes:
         if self.data is not None:

@@ -65,8 +65,16 @@ class FileInfo:
     def with_body(self, body: bytes) -> FileInfo:
         """A copy holding `body`, sharing the header blocks (cheaper than dataclasses.replace)."""
         return FileInfo(
-            self.path, self.kind, self.size, self.mtime, self.ino, self.dev,
-            body, self.etag, self.last_modified, self.blocks,
+            self.path,
+            self.kind,
+            self.size,
+            self.mtime,
+            self.ino,
+            self.dev,
+            body,
+            self.etag,
+            self.last_modified,
+            self.blocks,
         )
 
     @property

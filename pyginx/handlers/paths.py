@@ -77,12 +77,17 @@ def status_for_errno(err: int) -> int:
 # pure mapping
 
 
-@dataclass(frozen=True)
+@dataclass(init=False)  # __init__ written out: compiled, it is native (a dataclass's generated one is not)
 class Mapped:
-    """A file-system path for a URI and the directory it must stay in (`base`, no trailing slash)."""
+    """A file-system path for a URI and the directory it must stay in (`base`, no trailing slash).
+    Treated as immutable (not frozen: a frozen dataclass's attribute writes cost a call each)."""
 
     path: str
     base: str
+
+    def __init__(self, path: str, base: str) -> None:
+        self.path = path
+        self.base = base
 
 
 def _base_of(directory: str) -> str:

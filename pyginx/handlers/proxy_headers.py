@@ -148,12 +148,17 @@ def plan_set_headers(set_headers: tuple[HeaderValue, ...]) -> SetHeaders:
     return SetHeaders(host, tuple(others), names)
 
 
-@dataclass(frozen=True)
+@dataclass(init=False)  # __init__ written out: compiled, it is native (a dataclass's generated one is not)
 class Framing:
-    """How the request body goes upstream: none, a known length, or chunked (streamed, length unknown)."""
+    """How the request body goes upstream: none, a known length, or chunked (streamed, length unknown).
+    Treated as immutable (not frozen: a frozen dataclass's attribute writes cost a call each)."""
 
     kind: str  # "none" | "length" | "chunked"
-    length: int = 0
+    length: int
+
+    def __init__(self, kind: str, length: int = 0) -> None:
+        self.kind = kind
+        self.length = length
 
 
 NO_BODY = Framing("none")

@@ -30,7 +30,7 @@ COMBINED = (
 )
 
 _ESCAPE = {i: f"\\x{i:02X}" for i in list(range(0x20)) + list(range(0x7F, 0x100))}
-_ESCAPE[ord('"')] = '\\x22'
+_ESCAPE[ord('"')] = "\\x22"
 _ESCAPE[ord("\\")] = "\\x5C"
 
 

@@ -37,4 +37,3 @@ async def body_chunks(req: Request) -> AsyncIterator[bytes]:
             await body.waiter
         finally:
             body.waiter = None
-

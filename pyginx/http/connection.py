@@ -49,7 +49,9 @@ _MAX_OFF_T = (1 << 63) - 1  # nginx's NGX_MAX_OFF_T_VALUE: the largest Content-L
 
 # the major version of a request line whose target nginx accepts (origin or absolute form): nginx
 # answers 505 for a major above 1 as soon as it reads one, whatever comes after it
-_VERSION_MAJOR = re.compile(rb"(?m)^[A-Za-z_\-]+ +(?:/|[A-Za-z][A-Za-z0-9+.\-]*://)[!-~\x80-\xff]* +HTTP/([1-9][0-9]{0,8})")
+_VERSION_MAJOR = re.compile(
+    rb"(?m)^[A-Za-z_\-]+ +(?:/|[A-Za-z][A-Za-z0-9+.\-]*://)[!-~\x80-\xff]* +HTTP/([1-9][0-9]{0,8})"
+)
 
 
 def transfer_encoding_error(message: str, http10: bool, earlier: list[bytes]) -> HttpError:
@@ -350,7 +352,11 @@ class HttpConnection(asyncio.Protocol):
                 self._dispatch_queue()
             return
         except httptools.HttpParserInvalidMethodError:
-            if prefix is not None and self._completed_in_feed == 0 and self._retry_unknown_method(prefix + data):
+            if (
+                prefix is not None
+                and self._completed_in_feed == 0
+                and self._retry_unknown_method(prefix + data)
+            ):
                 return
             self._parse_error(HttpError(400, "invalid method"), self._refused_line(prefix, data))
             return
@@ -564,7 +570,9 @@ class HttpConnection(asyncio.Protocol):
         """What nginx refuses before it looks at Transfer-Encoding (the header handlers as each
         line arrives, then ngx_http_process_request_header): Host and Content-Length."""
         try:  # the request line's URI first
-            path, _, absolute_host = split_target(b"".join(self._url_parts).decode("utf-8", "surrogateescape"))
+            path, _, absolute_host = split_target(
+                b"".join(self._url_parts).decode("utf-8", "surrogateescape")
+            )
             normalize_path(path, True)
             if absolute_host is not None:
                 validate_host(absolute_host)
@@ -723,7 +731,7 @@ class HttpConnection(asyncio.Protocol):
             elif lower == "content-length" and b"\t" in raw_value:
                 bad_length = True
         if req.http_minor == 1 and host_count == 0:
-            raise HttpError(400, "client sent HTTP/1.1 request without \"Host\" header")
+            raise HttpError(400, 'client sent HTTP/1.1 request without "Host" header')
         path, args, absolute_host = split_target(req.request_uri)
         if "host" in headers:
             # validated even when the absolute-form target names the host (nginx checks the header
@@ -740,14 +748,16 @@ class HttpConnection(asyncio.Protocol):
         # Transfer-Encoding: HTTP/1.0 -> 400, not `chunked` -> 501, with Content-Length -> 400
         if cl is not None and (bad_length or not (cl.isascii() and cl.isdigit()) or int(cl) > _MAX_OFF_T):
             # nginx's ngx_atoof: 2^63 or more does not fit off_t, so the header is invalid (400)
-            raise HttpError(400, "client sent invalid \"Content-Length\" header")
+            raise HttpError(400, 'client sent invalid "Content-Length" header')
         if te is not None:
             if req.http_minor == 0:
-                raise HttpError(400, "client sent HTTP/1.0 request with \"Transfer-Encoding\" header")
+                raise HttpError(400, 'client sent HTTP/1.0 request with "Transfer-Encoding" header')
             if te.lower() != "chunked":
                 raise HttpError(501, f'client sent unknown "Transfer-Encoding": "{te}"')
             if cl is not None:
-                raise HttpError(400, 'client sent "Content-Length" and "Transfer-Encoding" headers at the same time')
+                raise HttpError(
+                    400, 'client sent "Content-Length" and "Transfer-Encoding" headers at the same time'
+                )
             req.chunked = True
             req.has_body = True
             req.body = Body()
@@ -1233,7 +1243,9 @@ class HttpConnection(asyncio.Protocol):
         except Exception:
             version, method = "0.0", ""
         if self._headers or version != "0.0":
-            req = Request(self, method, b"".join(self._url_parts).decode("latin-1"), int(version[-1]), version)
+            req = Request(
+                self, method, b"".join(self._url_parts).decode("latin-1"), int(version[-1]), version
+            )
             phase = "reading client request headers"
         else:
             req = Request(self, "GET", "", 1)
@@ -1273,4 +1285,3 @@ class HttpConnection(asyncio.Protocol):
 def _set_done(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
-

@@ -189,7 +189,9 @@ def build_head_prebuilt(req: Request, status: int, header_block: bytes, length: 
         _refresh_date(now)
     if settings.add_header or settings.expires.kind != "off":
         extra = filter_headers(req, status, settings)
-        extra_bytes = "".join(f"{n}: {v}\r\n" for n, v in extra).encode("latin-1", "replace") if extra else b""
+        extra_bytes = (
+            "".join(f"{n}: {v}\r\n" for n, v in extra).encode("latin-1", "replace") if extra else b""
+        )
     else:
         extra_bytes = b""
     if not keep:

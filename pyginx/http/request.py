@@ -174,7 +174,9 @@ class Request:
         self.method = method
         self.request_uri = request_uri
         self.http_minor = http_minor
-        self.protocol = protocol = f"HTTP/{version}" if version else ("HTTP/1.1" if http_minor else "HTTP/1.0")
+        self.protocol = protocol = (
+            f"HTTP/{version}" if version else ("HTTP/1.1" if http_minor else "HTTP/1.0")
+        )
         self.request_line = f"{method} {request_uri} {protocol}"
         self.headers = {}
         self.header_list = []
@@ -463,7 +465,12 @@ class Request:
         self.expect_continue = False  # an error page is not a discard: no 100 Continue before it
         body = error_page_body(status, self.settings.server_tokens)
         headers = [("Content-Type", "text/html")] if body else []
-        if body and status >= 400 and self.settings.msie_padding and _padded_agent(self.headers.get("user-agent")):
+        if (
+            body
+            and status >= 400
+            and self.settings.msie_padding
+            and _padded_agent(self.headers.get("user-agent"))
+        ):
             body += MSIE_PADDING
         self.out_headers = []
         self.respond(status, headers, body)
@@ -510,7 +517,9 @@ class Request:
         """Run location matching again for `uri` (index, try_files, error_page)."""
         self.redirects += 1
         if self.redirects > MAX_INTERNAL_REDIRECTS:
-            self.log_error("error", f'rewrite or internal redirection cycle while internally redirecting to "{uri}"')
+            self.log_error(
+                "error", f'rewrite or internal redirection cycle while internally redirecting to "{uri}"'
+            )
             self.error_status = 0
             self.in_error_page = True
             self._builtin_error(500)
@@ -551,4 +560,3 @@ class Request:
     def take_over(self) -> tuple[asyncio.Transport, Any]:
         """Hand the raw client transport to a handler (Upgrade tunnels); see HttpConnection.detach."""
         return self.conn.detach(self)
-

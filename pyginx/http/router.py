@@ -31,7 +31,9 @@ class LocationTable:
     auto_redirect: dict[str, Location] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, locations: tuple[Location, ...], named: dict[str, Location] | None = None) -> LocationTable:
+    def build(
+        cls, locations: tuple[Location, ...], named: dict[str, Location] | None = None
+    ) -> LocationTable:
         table = cls(named=named if named is not None else {})
         for loc in locations:
             if loc.modifier == "=":

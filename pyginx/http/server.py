@@ -204,7 +204,9 @@ class ServerContext:
             return
         req.redirects += 1
         if req.redirects > 10:
-            req.log_error("error", f'rewrite or internal redirection cycle while redirect to named location "@{name}"')
+            req.log_error(
+                "error", f'rewrite or internal redirection cycle while redirect to named location "@{name}"'
+            )
             req.send_error(500)
             return
         apply_location(req, loc)

@@ -362,11 +362,26 @@ def compile_template(text: str) -> Getter:
         if isinstance(only, str):
             return lambda r: only
         return only
+    return _joined([_constant(p) if isinstance(p, str) else p for p in parts])
 
-    def render(req: Request) -> str:
-        return "".join(p if isinstance(p, str) else p(req) for p in parts)
 
-    return render
+def _constant(text: str) -> Getter:
+    return lambda r: text
+
+
+def _joined(getters: list[Getter]) -> Getter:
+    """The concatenation of the getters' values. Templates of two to four parts (the usual cache and
+    limit keys: `$scheme$proxy_host$request_uri`) are one expression: no generator per request."""
+    if len(getters) == 2:
+        a, b = getters
+        return lambda r: a(r) + b(r)
+    if len(getters) == 3:
+        a, b, c = getters
+        return lambda r: a(r) + b(r) + c(r)
+    if len(getters) == 4:
+        a, b, c, d = getters
+        return lambda r: a(r) + b(r) + c(r) + d(r)
+    return lambda r: "".join([g(r) for g in getters])
 
 
 def has_variables(text: str) -> bool:

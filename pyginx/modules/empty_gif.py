@@ -20,11 +20,28 @@ if TYPE_CHECKING:
 
 # GIF89a, 1x1 pixel, one transparent colour: 43 bytes
 GIF = bytes.fromhex(
-    "474946383961" "0100" "0100" "80" "01" "00"  # header, logical screen: 1x1, 1-bit colour table
-    "000000" "ffffff"  # colour table: black, white
-    "21f904" "01" "0000" "01" "00"  # graphic control: colour #1 is transparent
-    "2c" "00000000" "0100" "0100" "00"  # image descriptor: 1x1 at 0,0
-    "02" "02" "4c01" "00"  # LZW data: clear, 1, end
+    "474946383961"
+    "0100"
+    "0100"
+    "80"
+    "01"
+    "00"  # header, logical screen: 1x1, 1-bit colour table
+    "000000"
+    "ffffff"  # colour table: black, white
+    "21f904"
+    "01"
+    "0000"
+    "01"
+    "00"  # graphic control: colour #1 is transparent
+    "2c"
+    "00000000"
+    "0100"
+    "0100"
+    "00"  # image descriptor: 1x1 at 0,0
+    "02"
+    "02"
+    "4c01"
+    "00"  # LZW data: clear, 1, end
     "3b"  # trailer
 )
 # nginx's fixed Last-Modified for it (23349600 s after the epoch)

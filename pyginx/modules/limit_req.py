@@ -315,7 +315,9 @@ def _bind(settings: HttpSettings, http_zones: dict[str, ZoneDef]) -> list[_Bound
         zdef = http_zones[limit.zone]
         table: SharedTable = zone.current().attach(limit.zone, zone.SharedTable, NODE.size)  # type: ignore[assignment]
         out.append(
-            _Bound(limit.zone, compile_template(zdef.key), zdef.key, zdef.rate, limit.burst, limit.delay, table)
+            _Bound(
+                limit.zone, compile_template(zdef.key), zdef.key, zdef.rate, limit.burst, limit.delay, table
+            )
         )
     return out
 
@@ -347,7 +349,9 @@ def handler_for(bound: list[_Bound], conf: LimitReqConf) -> PhaseHandler:
 
     def too_long(req: Request, limit: _Bound, key: str) -> bool:
         if len(key) > 65535:
-            req.log_error("error", f'the value of the "{limit.key_text}" key is more than 65535 bytes: "{key}"')
+            req.log_error(
+                "error", f'the value of the "{limit.key_text}" key is more than 65535 bytes: "{key}"'
+            )
             return True
         return False
 
@@ -356,7 +360,7 @@ def handler_for(bound: list[_Bound], conf: LimitReqConf) -> PhaseHandler:
         if rc == BUSY:
             req.log_error(
                 log_level,
-                f"limiting requests{dry_note}, excess: {excess // 1000}.{excess % 1000:03d} by zone \"{limit.name}\"",
+                f'limiting requests{dry_note}, excess: {excess // 1000}.{excess % 1000:03d} by zone "{limit.name}"',
             )
             for b, d in held:
                 with b.table.transaction() as tx:
@@ -385,7 +389,7 @@ def handler_for(bound: list[_Bound], conf: LimitReqConf) -> PhaseHandler:
             return DECLINED
         req.log_error(
             delay_level,
-            f"delaying request{dry_note}, excess: {excess // 1000}.{excess % 1000:03d}, by zone \"{worst.name}\"",
+            f'delaying request{dry_note}, excess: {excess // 1000}.{excess % 1000:03d}, by zone "{worst.name}"',
         )
         if dry:
             vars_["limit_req_status"] = "DELAYED_DRY_RUN"

@@ -80,7 +80,9 @@ class IfOp:
     cond: Condition
     ops: tuple[Any, ...]
     block: Any = None  # the block as read (loader.Block) until resolve() merges it
-    settings: HttpSettings | None = None  # the block's merged settings (None: no directive besides the script)
+    settings: HttpSettings | None = (
+        None  # the block's merged settings (None: no directive besides the script)
+    )
 
 
 Op = RewriteOp | ReturnOp | SetOp | BreakOp | IfOp
@@ -269,7 +271,10 @@ def _resolve(settings: HttpSettings, env: Env) -> HttpSettings:
     conf: RewriteConf = settings.conf(MODULE.name)
     if not any(isinstance(op, IfOp) and op.block is not None for op in conf.ops):
         return settings
-    return replace(settings, modules={**settings.modules, MODULE.name: replace(conf, ops=_resolve_ops(conf.ops, settings, env))})
+    return replace(
+        settings,
+        modules={**settings.modules, MODULE.name: replace(conf, ops=_resolve_ops(conf.ops, settings, env))},
+    )
 
 
 def _resolve_ops(ops: tuple[Op, ...], around: HttpSettings, env: Env) -> tuple[Op, ...]:
@@ -287,7 +292,9 @@ def _resolve_ops(ops: tuple[Op, ...], around: HttpSettings, env: Env) -> tuple[O
             inner_conf = replace(parent_conf, ops=(), **{k: v for k, v in inner_fields.items() if k != "ops"})
             settings = replace(settings, modules={**settings.modules, MODULE.name: inner_conf})
             inner_ops = _resolve_ops(op.ops, settings, env)
-            settings = replace(settings, modules={**settings.modules, MODULE.name: replace(inner_conf, ops=inner_ops)})
+            settings = replace(
+                settings, modules={**settings.modules, MODULE.name: replace(inner_conf, ops=inner_ops)}
+            )
             out.append(IfOp(op.cond, inner_ops, None, settings))
         else:
             out.append(op)
@@ -581,4 +588,10 @@ def with_script(settings: HttpSettings, *ops: Op) -> HttpSettings:
     from pyginx.config.merge import default_modules
 
     mods = settings.modules or default_modules()
-    return replace(settings, modules={**mods, MODULE.name: replace(settings.conf(MODULE.name) if settings.modules else RewriteConf(), ops=ops)})
+    return replace(
+        settings,
+        modules={
+            **mods,
+            MODULE.name: replace(settings.conf(MODULE.name) if settings.modules else RewriteConf(), ops=ops),
+        },
+    )

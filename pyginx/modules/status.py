@@ -311,7 +311,11 @@ def render_prometheus(lay: Layout, t: list[int]) -> str:
         out.append(
             f'pyginx_upstream_peer_failures_total{{upstream="{_esc(up)}",peer="{peer}"}} {t[lay.peer_failures + p]}'
         )
-    metric("pyginx_cache_requests_total", "counter", "Proxied requests by cache status (placeholder: no cache yet).")
+    metric(
+        "pyginx_cache_requests_total",
+        "counter",
+        "Proxied requests by cache status (placeholder: no cache yet).",
+    )
     for i, name in enumerate(("hit", "miss", "other")):
         out.append(f'pyginx_cache_requests_total{{status="{name}"}} {t[lay.cache + i]}')
     hits, misses = t[lay.cache], t[lay.cache + 1]

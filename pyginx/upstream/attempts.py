@@ -6,7 +6,7 @@ Pure: the proxy handler records an `Attempt` per try and asks `may_retry` after 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pyginx.config.model import HttpSettings
 
@@ -96,21 +96,34 @@ def replayable(policy: NextUpstream, method: str, body_streamed: bool) -> bool:
     return method not in NON_IDEMPOTENT_METHODS or "non_idempotent" in policy.flags
 
 
-@dataclass(slots=True)
+@dataclass(
+    slots=True, init=False
+)  # __init__ written out: compiled, it is native (a dataclass's generated one is not)
 class Attempt:
     """One try: which server, what came back, and when (seconds since the try began; None = never)."""
 
     addr: str
-    status: int = 0  # 0 until a status is known; 502/504 recorded for failures as nginx does
-    connect_time: float | None = None
-    header_time: float | None = None
-    response_time: float | None = None
-    bytes_received: int = 0
+    status: int  # 0 until a status is known; 502/504 recorded for failures as nginx does
+    connect_time: float | None
+    header_time: float | None
+    response_time: float | None
+    bytes_received: int
+
+    def __init__(self, addr: str) -> None:
+        self.addr = addr
+        self.status = 0
+        self.connect_time = None
+        self.header_time = None
+        self.response_time = None
+        self.bytes_received = 0
 
 
-@dataclass
+@dataclass(init=False)  # __init__ written out: compiled, it is native (a dataclass's generated one is not)
 class Attempts:
-    items: list[Attempt] = field(default_factory=list)
+    items: list[Attempt]
+
+    def __init__(self) -> None:
+        self.items = []
 
     def add(self, addr: str) -> Attempt:
         a = Attempt(addr)

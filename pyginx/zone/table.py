@@ -40,24 +40,31 @@ import platform
 import struct
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Final
 
 from pyginx.zone.segment import Segment
 
 MAGIC = b"PGZT"
 VERSION = 2
 # magic version rsize msize nslots nbuckets head tail free used evictions fresh
-_HEADER = struct.Struct("<4sIIIIIiiiiQi")
-_HEAD, _TAIL, _FREE, _USED, _EVICTIONS, _FRESH = 24, 28, 32, 36, 40, 48  # the mutable header fields
-_U64 = struct.Struct("<Q")
-_PAIR = struct.Struct("<ii")
-HEADER_SIZE = 64
-_SLOT_HEAD = struct.Struct("<16siiiI")  # digest, chain next, lru prev, lru next, in use
-SLOT_HEAD_SIZE = _SLOT_HEAD.size  # 32
-_I32 = struct.Struct("<i")
-DIGEST_SIZE = 16
-NIL = -1
-_SEQ = 56  # the seqlock's count (u64) in the header's spare bytes: odd while a transaction runs
-_MASK64 = 2**64 - 1
+_HEADER: Final = struct.Struct("<4sIIIIIiiiiQi")
+# the mutable header fields
+_HEAD: Final = 24
+_TAIL: Final = 28
+_FREE: Final = 32
+_USED: Final = 36
+_EVICTIONS: Final = 40
+_FRESH: Final = 48
+_U64: Final = struct.Struct("<Q")
+_PAIR: Final = struct.Struct("<ii")
+HEADER_SIZE: Final = 64
+_SLOT_HEAD: Final = struct.Struct("<16siiiI")  # digest, chain next, lru prev, lru next, in use
+SLOT_HEAD_SIZE: Final = _SLOT_HEAD.size  # 32
+_I32: Final = struct.Struct("<i")
+DIGEST_SIZE: Final = 16
+NIL: Final = -1
+_SEQ: Final = 56  # the seqlock's count (u64) in the header's spare bytes: odd while a transaction runs
+_MASK64: Final = 2**64 - 1
 # total store order (stores seen by other processes in program order): seqlock readers are safe
 _TSO = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86")
 
@@ -92,6 +99,7 @@ class SharedTable:
 
     def __init__(self, segment: Segment, record_size: int, meta_size: int = 0, seqlock: bool = False) -> None:
         self.segment = segment
+        self.mem: mmap.mmap = segment.mem
         self.seqlock = seqlock and _TSO
         self.record_size = record_size
         self.meta_size = meta_size
@@ -155,17 +163,18 @@ class SharedTable:
         transaction was running): the caller takes the lock then."""
         if not self.seqlock:
             return None
-        mem = self.segment.mem
-        seq = _U64.unpack_from(mem, _SEQ)[0]
+        mem = self.mem
+        seq: int = _U64.unpack_from(mem, _SEQ)[0]  # the count first, then what it guards
         if seq & 1:
             return None
         s: int = _I32.unpack_from(mem, _HEAD)[0]
         if not 0 <= s < self.nslots:
             return None
-        off = self.slots_off + s * self.slot_size
+        off: int = self.slots_off + s * self.slot_size
         if mem[off : off + DIGEST_SIZE] != digest:
             return None
-        rec = mem[off + SLOT_HEAD_SIZE : off + SLOT_HEAD_SIZE + self.record_size]
+        start = off + SLOT_HEAD_SIZE
+        rec = mem[start : start + self.record_size]
         if _U64.unpack_from(mem, _SEQ)[0] != seq:
             return None
         return rec
@@ -269,7 +278,9 @@ class Transaction:
     def _find_uncached(self, digest: bytes) -> int:
         mem, t = self.mem, self.t
         slots_off, size = t.slots_off, t.slot_size
-        s: int = _I32.unpack_from(mem, t.buckets_off + 4 * (int.from_bytes(digest[:4], "little") % t.nbuckets))[0]
+        s: int = _I32.unpack_from(
+            mem, t.buckets_off + 4 * (int.from_bytes(digest[:4], "little") % t.nbuckets)
+        )[0]
         while s != NIL:
             off = slots_off + s * size
             if mem[off : off + DIGEST_SIZE] == digest:

@@ -117,7 +117,7 @@ def _kept_empty(name: str) -> bool:
 # numbers, times); the second is escaped. Everything else goes through the generic getters.
 _PLAIN_EXPR = {
     "remote_addr": "req.conn.client_addr",
-    "status": 'format(req.status, "03d")',
+    "status": "_status(req.status)",
     "body_bytes_sent": "str(req.body_bytes_sent)",
     "bytes_sent": "str(req.bytes_sent)",
     "request_length": "str(req.request_length + req.body.size)",
@@ -135,57 +135,82 @@ _ESCAPED_EXPR = {
 }
 
 
+# the bytes escape=default writes as \\xHH: controls, DEL, `"` and `\\` (non-ASCII is checked apart)
+_UNSAFE = bytes(range(0x20)) + b'\x7f"\\'
+
+
+def _status(status: int) -> str:
+    return str(status) if status >= 100 else format(status, "03d")  # nginx's %03ui (000: none sent)
+
+
 def compile_format(template: str) -> Callable[[Request], bytes]:
     """Compile a log_format into one function (generated source, as namedtuple does), so a line
-    costs a handful of attribute reads instead of a call per variable. A value that is already
-    safe (non-empty printable ASCII without `"` or `\\`: nearly every value) is used as it is;
-    only the others go through the escaping functions."""
+    costs a handful of attribute reads instead of a call per variable.
+
+    The line is first put together from the values as they are and checked once, whole: ASCII with
+    no control byte, `"` or `\\` beyond the format's own means every value was already safe, and the
+    line is what escaping would have written (nearly every request). Otherwise it is rendered again
+    with each value through the escaping functions."""
     mode = "default"
     if template.startswith("escape="):  # the log_format's escape= (config/logs.py puts it there)
         word, _, template = template.partition(" ")
         mode = word[7:]
     slow_value, slow_field = _SLOW[mode]
-    lines: list[str] = []
-    pieces: list[str] = []
+    fetch: list[str] = []  # each variable's value, read once
+    fast: list[str] = []  # the line's pieces as they are (empty values as the slow function writes them)
+    slow: list[str] = []  # the same pieces, escaped
+    literal = ""
     getters: list[Getter] = []
     pos = 0
     for m in _VAR.finditer(template):
         if m.start() > pos:
-            pieces.append(repr(template[pos : m.start()]))
+            text = template[pos : m.start()]
+            literal += text
+            fast.append(repr(text))
+            slow.append(repr(text))
         name = (m.group(1) or m.group(2)).lower()
+        pos = m.end()
         if name in _PLAIN_EXPR:
-            pieces.append(_PLAIN_EXPR[name])
-            pos = m.end()
+            fast.append(_PLAIN_EXPR[name])
+            slow.append(_PLAIN_EXPR[name])
             continue
         if name in _ESCAPED_EXPR:
-            expr, slow = _ESCAPED_EXPR[name], slow_value
+            expr, escape_fn = _ESCAPED_EXPR[name], slow_value
         elif name.startswith("http_"):
-            expr, slow = f"req.headers.get({name[5:].replace('_', '-')!r}, '')", slow_field
+            expr, escape_fn = f"req.headers.get({name[5:].replace('_', '-')!r}, '')", slow_field
         else:
             getters.append(getter(name))
             expr = f"_g[{len(getters) - 1}](req)"
-            slow = slow_field if name.startswith(("cookie_", "sent_http_")) else slow_value
-            if slow == "_logged" and _kept_empty(name):
-                slow = "_logged_kept"  # found empty: nginx writes nothing, not `-`
-        var = f"v{len(lines)}"
-        lines.append(
-            f"    {var} = {expr}\n"
-            f"    if not ({var} and {var}.isascii() and {var}.isprintable()"
-            f" and '\"' not in {var} and '\\\\' not in {var}):\n"
-            f"        {var} = {slow}({var})\n"
-        )
-        pieces.append(var)
-        pos = m.end()
+            escape_fn = slow_field if name.startswith(("cookie_", "sent_http_")) else slow_value
+            if escape_fn == "_logged" and _kept_empty(name):
+                escape_fn = "_logged_kept"  # found empty: nginx writes nothing, not `-`
+        var = f"v{len(fetch)}"
+        fetch.append(f"    {var} = {expr}\n")
+        dash = escape_fn in ("_logged", "_logged_field")  # an empty value is written as `-`
+        fast.append(f"({var} or '-')" if dash else var)
+        slow.append(f"{escape_fn}({var})")
     if pos < len(template):
-        pieces.append(repr(template[pos:]))
-    pieces.append(repr("\n"))
-    source = (
-        "def render(req):\n"
-        + "".join(lines)
-        + "    return ''.join(("
-        + ", ".join(pieces)
-        + ",)).encode('utf-8', 'surrogateescape')\n"
-    )
+        literal += template[pos:]
+        fast.append(repr(template[pos:]))
+        slow.append(repr(template[pos:]))
+    slow_line = "''.join((" + ", ".join(slow) + ",))"
+    if mode == "none":  # nothing is escaped: the values as they are
+        body = f"    return ({slow_line} + '\\n').encode('utf-8', 'surrogateescape')\n"
+    elif not (literal.isascii() and literal.isprintable()):  # the check would never pass
+        body = f"    return ({slow_line} + '\\n').encode('utf-8', 'surrogateescape')\n"
+    else:
+        # the format's own `"` and `\\`, and the newline: every other byte the check deletes came
+        # from a value, which must then be escaped
+        expected = literal.count('"') + literal.count("\\") + 1
+        body = (
+            "    line = ''.join((" + ", ".join(fast) + ", '\\n'))\n"
+            "    if line.isascii():\n"
+            "        raw = line.encode('ascii')\n"
+            f"        if len(raw) - len(raw.translate(None, _UNSAFE)) == {expected}:\n"
+            "            return raw\n"
+            f"    return ({slow_line} + '\\n').encode('utf-8', 'surrogateescape')\n"
+        )
+    source = "def render(req):\n" + "".join(fetch) + body
     namespace: dict[str, object] = {
         "_logged": _logged,
         "_logged_field": _logged_field,
@@ -195,6 +220,8 @@ def compile_format(template: str) -> Callable[[Request], bytes]:
         "_none": _none,
         "_none_field": _none_field,
         "_g": getters,
+        "_UNSAFE": _UNSAFE,
+        "_status": _status,
         "time_local": time_local,
         "time_iso8601": time_iso8601,
     }

@@ -60,7 +60,8 @@ def time_local(_req: Request | None = None) -> str:
 
 
 def time_iso8601(_req: Request | None = None) -> str:
-    _CLOCK.refresh()
+    if int(time.time()) != _CLOCK.second:
+        _CLOCK.refresh()
     return _CLOCK.iso
 
 

@@ -24,7 +24,9 @@ def test_uris_are_logged_as_their_utf8_bytes() -> None:
 def _request(**fields: object) -> object:
     from types import SimpleNamespace
 
-    conn = SimpleNamespace(client_addr="10.0.0.1", client_port=5, conn_id=1, requests=0, tls=None, scheme="http")
+    conn = SimpleNamespace(
+        client_addr="10.0.0.1", client_port=5, conn_id=1, requests=0, tls=None, scheme="http"
+    )
     base: dict[str, object] = {
         "conn": conn,
         "request_line": "GET / HTTP/1.1",
@@ -171,3 +173,44 @@ def test_log_format_escape_parameter_in_the_config(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match='unknown log format escaping "xml"') as err:
         formats("'escape=xml $uri'")
     assert err.value.line == 3
+
+
+_VALUES = ["", "-", "curl/8", 'a "q"', "back\\slash", "caf\xe9", "tab\there", "nl\n", "/x\udcff", "ok value"]
+
+
+def test_whole_line_check_writes_what_per_value_escaping_writes() -> None:
+    """A line is first assembled from the raw values and checked whole; whatever the values, the
+    result must be the line each value escaped on its own gives, in every escape= mode."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pyginx.http.accesslog import (
+        _json,
+        _json_field,
+        _logged,
+        _logged_field,
+        _none,
+        _none_field,
+        compile_format,
+    )
+
+    template = '$remote_addr "$request" $status [$http_user_agent] \\ "$uri" $http_referer'
+    escapes = {
+        "default": (_logged, _logged_field),
+        "json": (_json, _json_field),
+        "none": (_none, _none_field),
+    }
+    renders = {mode: compile_format(f"escape={mode} {template}") for mode in escapes}
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.sampled_from(_VALUES) | st.text(max_size=6), min_size=4, max_size=4))
+    def check(values: list[str]) -> None:
+        line, ua, uri, referer = values
+        req = _request(request_line=line, uri=uri, headers={"user-agent": ua, "referer": referer})
+        for mode, (value, field) in escapes.items():
+            expected = (
+                f'10.0.0.1 "{value(line)}" 200 [{field(ua)}] \\ "{value(uri)}" {field(referer)}\n'
+            ).encode("utf-8", "surrogateescape")
+            assert renders[mode](req) == expected, mode  # type: ignore[arg-type]
+
+    check()

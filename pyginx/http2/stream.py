@@ -76,6 +76,12 @@ class H2Stream:
         self.unacked = 0  # request body bytes received but not yet given back as window
         self.body_deadline = 0.0
         self.waiters: list[Any] = []
+        # the connection's bookkeeping of this stream (connection.py)
+        self.head_headers: list[tuple[bytes, bytes]] | None = None  # the response head, not yet framed
+        self.dirty = False  # on the connection's list of streams with something to frame
+        self.send_window = 0  # what the client lets us send on this stream
+        self.recv_window = 0  # what we let the client send
+        self.remote_closed = False  # END_STREAM received: the request is complete
 
     @property
     def requests(self) -> int:

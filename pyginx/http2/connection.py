@@ -33,6 +33,7 @@ RFC 9113 (GOAWAY with the code it names).
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import TYPE_CHECKING, Final
 
@@ -42,7 +43,7 @@ from pyginx.errors import HttpError
 from pyginx.http.request import Body, Request
 from pyginx.http.uri import normalize_path, split_target, validate_host
 from pyginx.http2 import frames as f
-from pyginx.http2.hpack_codec import HeaderDecoder, encode
+from pyginx.http2.hpack_codec import TABLE_SIZE_ZERO, DecodedBlock, HeaderDecoder
 from pyginx.http2.stream import H2Stream
 from pyginx.log import error_log
 
@@ -481,7 +482,7 @@ class H2Connection(asyncio.Protocol):
         if self.resets > 2 * self.max_streams + self.requests // 2:
             raise ConnectionError_(f.ENHANCE_YOUR_CALM, "client reset too many streams (rapid reset)")
 
-    def _request(self, stream_id: int, headers: list[tuple[bytes, bytes]], ended: bool) -> None:
+    def _request(self, stream_id: int, headers: DecodedBlock, ended: bool) -> None:
         self.idle_since = 0.0
         if self.goaway_sent or len(self.streams) >= self.max_streams:
             if not self.goaway_sent:
@@ -570,10 +571,11 @@ class H2Connection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ frames out
 
-    def send_headers(self, stream: H2Stream, headers: list[tuple[bytes, bytes]]) -> None:
+    def send_headers(self, stream: H2Stream, block: bytes) -> None:
+        """`block`: the response head, HPACK-encoded (hpack_codec.encode)."""
         if self.closed or stream.closed:
             return
-        stream.head_headers = headers
+        stream.head_block = block
         self._mark(stream)
         self._send()
 
@@ -603,11 +605,12 @@ class H2Connection(asyncio.Protocol):
         out = self.out
         sid = stream.stream_id
         ended = stream.ended
-        headers = stream.head_headers
-        if headers is not None:
-            stream.head_headers = None
-            block = encode(headers, self.size_update_owed)
-            self.size_update_owed = False
+        block = stream.head_block
+        if block is not None:
+            stream.head_block = None
+            if self.size_update_owed:
+                block = TABLE_SIZE_ZERO + block
+                self.size_update_owed = False
             last = ended and not stream.pending
             out.extend(f.header_frames(sid, block, last, self.peer_frame))
             if last:
@@ -852,33 +855,57 @@ def name_kind(name: bytes) -> int:
     return kind
 
 
-def _check_value(name: bytes, value: bytes) -> None:
-    if b"\x00" in value or b"\r" in value or b"\n" in value:
-        raise HttpError(400, f'client sent header "{name.decode("latin-1")}" with invalid value')
+_BAD_VALUE: Final = re.compile(rb"[\x00\r\n]")
 
 
-def build_request(stream: H2Stream, raw: list[tuple[bytes, bytes]], ended: bool) -> Request:
-    """The Request of a header block: pseudo-headers to method/target/host, as nginx maps them, and
-    nginx's answer (400) to a malformed block."""
+class Prepared:
+    """What a header block says, before any request: the pseudo-headers, the regular headers as
+    str, and nginx's 400 when it is malformed. Kept with a remembered block (hpack_codec), so a
+    repeated block is read once per connection."""
+
+    __slots__ = ("method", "path", "authority", "scheme", "headers", "error", "length")
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        authority: str,
+        scheme: str,
+        headers: list[tuple[str, str]],
+        error: tuple[int, str] | None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.authority = authority
+        self.scheme = scheme
+        self.headers = headers
+        self.error = error
+        length = 0
+        for name, value in headers:
+            length += len(name) + len(value) + 4
+        self.length = length + len(method) + len(path) + 12  # $request_length, as nginx counts it
+
+
+def prepare(raw: list[tuple[bytes, bytes]], underscores: bool) -> Prepared:
     method = path = authority = scheme = ""
-    headers_list: list[tuple[str, str]] = []
+    headers: list[tuple[str, str]] = []
     cookies: list[str] = []
-    error: HttpError | None = None
-    settings = stream.h2.settings
-    underscores = settings.underscores_in_headers
+    error: tuple[int, str] | None = None
     seen_regular = False
     seen_pseudo: set[bytes] = set()
     for rn, rv in raw:
-        try:
-            if rn[:1] == b":":
-                if seen_regular:
-                    raise HttpError(400, "client sent pseudo-header after a regular header")
-                if rn not in _PSEUDO:
-                    raise HttpError(400, f'client sent unknown pseudo-header "{rn.decode("latin-1")}"')
-                if rn in seen_pseudo:
-                    raise HttpError(400, f"client sent duplicate {rn.decode('latin-1')} header")
+        problem = ""
+        if _BAD_VALUE.search(rv) is not None:
+            problem = f'client sent header "{rn.decode("latin-1")}" with invalid value'
+        elif rn[:1] == b":":
+            if seen_regular:
+                problem = "client sent pseudo-header after a regular header"
+            elif rn not in _PSEUDO:
+                problem = f'client sent unknown pseudo-header "{rn.decode("latin-1")}"'
+            elif rn in seen_pseudo:
+                problem = f"client sent duplicate {rn.decode('latin-1')} header"
+            else:
                 seen_pseudo.add(rn)
-                _check_value(rn, rv)
                 value = rv.decode("latin-1")
                 if rn == b":method":
                     method = value
@@ -889,53 +916,64 @@ def build_request(stream: H2Stream, raw: list[tuple[bytes, bytes]], ended: bool)
                 else:
                     scheme = value
                 continue
+        else:
             seen_regular = True
             kind = name_kind(rn)
             if kind == _NAME_BAD:
-                raise HttpError(400, f'client sent invalid header name: "{rn.decode("latin-1")}"')
-            _check_value(rn, rv)
-            if kind == _NAME_IGNORED or (kind == _NAME_UNDERSCORE and not underscores) or rn in _HOP_BY_HOP:
+                problem = f'client sent invalid header name: "{rn.decode("latin-1")}"'
+            elif kind == _NAME_IGNORED or (kind == _NAME_UNDERSCORE and not underscores) or rn in _HOP_BY_HOP:
                 continue
-        except HttpError as exc:
+        if problem:
             if error is None:
-                error = exc
+                error = (400, problem)
             continue
         name = rn.decode("latin-1")
         value = rv.decode("latin-1")
         if name == "cookie":
             cookies.append(value)
-            continue
-        headers_list.append((name, value))
+        else:
+            headers.append((name, value))
     if cookies:
-        headers_list.append(("cookie", "; ".join(cookies)))
+        headers.append(("cookie", "; ".join(cookies)))
+    if error is None:
+        if not method:
+            error = (400, "client sent no :method header")
+        elif not scheme:
+            error = (400, "client sent no :scheme header")
+        elif not path:
+            error = (400, "client sent no :path header")
+    return Prepared(method, path, authority, scheme, headers, error)
+
+
+def build_request(stream: H2Stream, block: DecodedBlock, ended: bool) -> Request:
+    """The Request of a header block: pseudo-headers to method/target/host, as nginx maps them, and
+    nginx's answer (400) to a malformed block."""
+    conn = stream.h2
+    p = block.prepared
+    if not isinstance(p, Prepared):
+        p = block.prepared = prepare(block.headers, conn.settings.underscores_in_headers)
+    method = p.method
+    path = p.path
     req = Request(stream, method or "GET", path, 1, "2.0")
     req.keep_alive = True
     headers = req.headers
-    for name, value in headers_list:
-        req.header_list.append((name, value))
+    header_list = req.header_list
+    for name, value in p.headers:
+        header_list.append((name, value))
         headers[name] = headers[name] + ", " + value if name in headers else value
-    if authority and "host" not in headers:
-        headers["host"] = authority
-        req.header_list.append(("host", authority))
-    length = 0
-    for name, value in headers_list:
-        length += len(name) + len(value) + 4
-    req.request_length = length + len(method) + len(path) + 12
+    if p.authority and "host" not in headers:
+        headers["host"] = p.authority
+        header_list.append(("host", p.authority))
+    req.request_length = p.length
     ctx = stream.ctx
     try:
-        if error is not None:
-            raise error
-        if not method:
-            raise HttpError(400, "client sent no :method header")
-        if not scheme:
-            raise HttpError(400, "client sent no :scheme header")
-        if not path:
-            raise HttpError(400, "client sent no :path header")
+        if p.error is not None:
+            raise HttpError(p.error[0], p.error[1])
         target_path, args, absolute = split_target(path)
         host = headers.get("host", "")
         req.host = validate_host(host) if host else ""
         req.args = args
-        table = ctx.server_tables.get(stream.h2.listen_key)
+        table = ctx.server_tables.get(conn.listen_key)
         if table is not None:
             req.server = table.find(req.host)
         req.settings = req.server.settings

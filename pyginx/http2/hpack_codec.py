@@ -14,7 +14,7 @@ so a remembered result is always what decoding would give.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import hpack
 from hpack.table import HeaderTable
@@ -62,10 +62,14 @@ def _name_prefix(name: bytes) -> bytes:
 _PREFIXES: Final[dict[bytes, bytes]] = {name: _name_prefix(name) for name in _NAME_INDEX}
 
 
-def encode(headers: list[Header], table_size_update: bool = False) -> bytes:
-    """The header block of a response; `table_size_update` first says our dynamic table is size 0
-    (owed once the client lowered SETTINGS_HEADER_TABLE_SIZE, section 4.2)."""
-    parts: list[bytes] = [b"\x20"] if table_size_update else []
+# a dynamic table size update to 0 (section 6.3): put before a block once the client lowered its
+# SETTINGS_HEADER_TABLE_SIZE (section 4.2), which our table (always empty) then honours
+TABLE_SIZE_ZERO: Final = b"\x20"
+
+
+def encode(headers: list[Header]) -> bytes:
+    """The header block of a response."""
+    parts: list[bytes] = []
     for pair in headers:
         index = _PAIR_INDEX.get(pair, 0)
         if index:
@@ -82,33 +86,45 @@ def encode(headers: list[Header], table_size_update: bool = False) -> bytes:
     return b"".join(parts)
 
 
+class DecodedBlock:
+    """A decoded header block; `prepared` is for the connection's reading of it (connection.py)."""
+
+    __slots__ = ("headers", "prepared")
+
+    def __init__(self, headers: list[Header]) -> None:
+        self.headers = headers
+        self.prepared: object = None
+
+
 class HeaderDecoder:
     """The request side of one connection's HPACK state (see the module docstring)."""
 
     def __init__(self, max_header_list_size: int, max_table_size: int) -> None:
         self.decoder = hpack.Decoder(max_header_list_size=max_header_list_size)
         self.decoder.max_allowed_table_size = max_table_size
-        self.known: dict[bytes, list[Header]] = {}
+        self.known: dict[bytes, DecodedBlock] = {}
 
-    def decode(self, block: bytes) -> list[Header]:
+    def decode(self, block: bytes) -> DecodedBlock:
         """The header list of a block; hpack.HPACKError (OversizedHeaderListError for a block that
         inflates past the limit: an HPACK bomb) when it cannot be decoded."""
         known = self.known.get(block)
         if known is not None:
             return known
         table = self.decoder.header_table
-        entries = table.dynamic_entries
+        # Any: mypyc would unbox the entries (tuples) and box them again, and `is` would never hold
+        entries: Any = table.dynamic_entries
         newest = entries[0] if entries else None
         count = len(entries)
         size = table.maxsize
         headers: list[Header] = [(bytes(n), bytes(v)) for n, v in self.decoder.decode(block, raw=True)]
+        decoded = DecodedBlock(headers)
         unchanged = (
             (entries[0] if entries else None) is newest and len(entries) == count and table.maxsize == size
         )
         if unchanged:
             if len(self.known) >= _CACHE_ENTRIES:
                 self.known.clear()
-            self.known[block] = headers
+            self.known[block] = decoded
         elif self.known:
             self.known.clear()
-        return headers
+        return decoded

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pyginx.errors import HttpError
+from pyginx.http2.hpack_codec import encode
 
 if TYPE_CHECKING:
     from pyginx.http.request import Request
@@ -49,6 +50,25 @@ def parse_head(head: bytes) -> tuple[bytes, list[tuple[bytes, bytes]], bool]:
     return status, headers, chunked
 
 
+# Response heads repeat (the same file within the same second, the same error page): their HEADERS
+# block is made once. The key is the whole head, so nothing of one response can reach another's.
+_HEAD_BLOCKS: dict[bytes, tuple[bytes, bytes, bool]] = {}
+_HEAD_BLOCKS_MAX = 256
+
+
+def response_block(head: bytes) -> tuple[bytes, bytes, bool]:
+    """(status, HPACK block, chunked) of a response head written by the core."""
+    known = _HEAD_BLOCKS.get(head)
+    if known is not None:
+        return known
+    status, headers, chunked = parse_head(head)
+    made = (status, encode(headers), chunked)
+    if len(_HEAD_BLOCKS) >= _HEAD_BLOCKS_MAX:
+        _HEAD_BLOCKS.clear()
+    _HEAD_BLOCKS[head] = made
+    return made
+
+
 class H2Stream:
     """The connection-shaped side of one stream, for its Request (see the module docstring)."""
 
@@ -77,7 +97,7 @@ class H2Stream:
         self.body_deadline = 0.0
         self.waiters: list[Any] = []
         # the connection's bookkeeping of this stream (connection.py)
-        self.head_headers: list[tuple[bytes, bytes]] | None = None  # the response head, not yet framed
+        self.head_block: bytes | None = None  # the response head (HPACK), not yet framed
         self.dirty = False  # on the connection's list of streams with something to frame
         self.send_window = 0  # what the client lets us send on this stream
         self.recv_window = 0  # what we let the client send
@@ -104,13 +124,13 @@ class H2Stream:
             head, rest = self.head_buf[: end + 2], self.head_buf[end + 4 :]
             self.head_buf = b""
             self.head_done = True
-            status, headers, self.chunked = parse_head(head)
+            status, block, self.chunked = response_block(head)
             if status.startswith(b"1"):
                 self.head_done = False  # 100 Continue: HTTP/2 has no use for it here, drop it
                 if rest:
                     self.write(rest)
                 return
-            self.h2.send_headers(self, headers)
+            self.h2.send_headers(self, block)
             if rest:
                 self._data(rest)
             return
@@ -164,7 +184,6 @@ class H2Stream:
 
     def body_too_large(self, req: Request, received: int, more: int) -> None:
         """A body over client_max_body_size: the request's reader gets nginx's 413."""
-        from pyginx.errors import HttpError
 
         req.log_error("error", f"client intended to send too large body: {received + more} bytes")
         req.body.fail(HttpError(413))

@@ -48,7 +48,7 @@ def preload() -> None:
     from pyginx.http import server, tls_listen  # noqa: F401
 
     try:
-        from pyginx.http2 import connection  # noqa: F401  (h2 is an optional import until a client asks)
+        from pyginx.http2 import connection  # noqa: F401  (hpack is an optional import until a client asks)
     except ImportError:
         pass
 

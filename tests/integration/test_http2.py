@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -362,3 +363,26 @@ def test_stream_count_exhaustion(pyginx: Pyginx, pki: Pki, origin: EchoOrigin) -
     assert c2.get("/v").status == 200  # the slots are free again
     c2.close()
     _still_serves(pyginx, pki)
+
+
+def test_http11_over_tls_reads_a_large_body_and_pipelined_requests_whole(site: Pyginx, pki: Pki) -> None:
+    """More than uvloop's TLS read size (256 KiB) at once: a 1 MiB body and a request pipelined
+    behind it in one send arrive whole and in order."""
+    ctx = pki.client_context(["http/1.1"])
+    body = bytes(range(256)) * 4096
+    with socket.create_connection(("127.0.0.1", site.port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(
+                b"POST /api/up HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body)
+                + body
+                + b"GET /v HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            )
+            got = b""
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+    assert b'"body": 1048576' in got
+    assert got.count(b"HTTP/1.1 200") == 2 and got.endswith(b"HTTP/1.1 https on http/1.1")

@@ -176,6 +176,7 @@ class TlsRun:
     round: int
     rps: float
     errors: int
+    cpu_us: float  # worker CPU (utime + stime) per request, µs
 
 
 def run_wrk(url: str, close: bool, duration: float, log: Path, script: Path) -> tuple[float, int]:
@@ -301,9 +302,15 @@ def main(argv: list[str]) -> int:
                     order = ("pyginx", "nginx") if index % 2 == 0 else ("nginx", "pyginx")
                     got: dict[str, float] = {}
                     for name in order:
+                        cpu_before, wall_before = servers[name].cpu_seconds(), time.monotonic()
                         rps, errors = measure(scenario, ports[name], args.duration, log, script)
+                        # the workers' CPU over the tool's whole run (h2load's warm-up second
+                        # included), divided by the requests of that run at the measured rate
+                        wall = time.monotonic() - wall_before
+                        cpu = servers[name].cpu_seconds() - cpu_before
+                        cpu_us = cpu * 1e6 / (rps * wall) if rps else float("nan")
                         servers[name].check_alive()
-                        runs.append(TlsRun(name, scenario.name, index + 1, rps, errors))
+                        runs.append(TlsRun(name, scenario.name, index + 1, rps, errors, cpu_us))
                         got[name] = rps
                         time.sleep(1.0)
                     ratios.append(got["pyginx"] / got["nginx"] if got["nginx"] else float("nan"))
@@ -320,6 +327,12 @@ def main(argv: list[str]) -> int:
                     "nginx_rps": statistics.median(
                         r.rps for r in runs if r.server == "nginx" and r.scenario == scenario.name
                     ),
+                    "pyginx_cpu_us": statistics.median(
+                        r.cpu_us for r in runs if r.server == "pyginx" and r.scenario == scenario.name
+                    ),
+                    "nginx_cpu_us": statistics.median(
+                        r.cpu_us for r in runs if r.server == "nginx" and r.scenario == scenario.name
+                    ),
                 }
         finally:
             for server in servers.values():
@@ -327,12 +340,16 @@ def main(argv: list[str]) -> int:
         RESULTS.mkdir(exist_ok=True)
         out = RESULTS / f"tls-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps({"summary": summary, "runs": [asdict(r) for r in runs]}, indent=2))
-        print("\n| scenario | pyginx req/s | nginx req/s | ratio | target |\n| --- | --- | --- | --- | --- |")
+        print(
+            "\n| scenario | pyginx req/s | nginx req/s | ratio | CPU µs/request (pyginx / nginx) | target |"
+            "\n| --- | --- | --- | --- | --- | --- |"
+        )
         for scenario in chosen:
             s = summary[scenario.name]
             verdict = "ok" if s["ratio"] >= scenario.target else "below"
             print(
-                f"| {scenario.title} | {s['pyginx_rps']:.0f} | {s['nginx_rps']:.0f} | {s['ratio']:.2f}x | >= {scenario.target}x ({verdict}) |"
+                f"| {scenario.title} | {s['pyginx_rps']:.0f} | {s['nginx_rps']:.0f} | {s['ratio']:.2f}x "
+                f"| {s['pyginx_cpu_us']:.1f} / {s['nginx_cpu_us']:.1f} | >= {scenario.target}x ({verdict}) |"
             )
         print(f"\nresults: {out}")
     return 0

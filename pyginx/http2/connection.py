@@ -60,7 +60,7 @@ _MAX_CONTINUATIONS: Final = 64
 _OUR_TABLE_SIZE: Final = 4096  # SETTINGS_HEADER_TABLE_SIZE we decode with: the default, as nginx
 
 
-class ConnectionError_(Exception):
+class H2ConnectionError(Exception):
     """A connection error (RFC 9113 5.4.1): GOAWAY with `code`, then close; `reason` goes to the log."""
 
     def __init__(self, code: int, reason: str) -> None:
@@ -95,7 +95,6 @@ class H2Connection(asyncio.Protocol):
         self.stalled_since = 0.0  # a response waits for window since (zero-window stall)
         self.resets = 0
         self.control_frames = 0
-        self.unacked = 0
         number, size = s.large_client_header_buffers
         self.header_limit = number * size
         self.max_streams = s.http2_max_concurrent_streams
@@ -125,7 +124,6 @@ class H2Connection(asyncio.Protocol):
         self.block_bad_priority = False
         self.writable_waiters: list[asyncio.Future[None]] = []
         self._flush_scheduled = False
-        self.queued_data = 0
         self.control_while_paused = 0  # SETTINGS/PING received while our output does not drain
 
     # ------------------------------------------------------------------ asyncio.Protocol
@@ -189,7 +187,7 @@ class H2Connection(asyncio.Protocol):
         buf = self.buf + data if self.buf else data
         try:
             used = self._frames(buf)
-        except ConnectionError_ as error:
+        except H2ConnectionError as error:
             self._abort_connection(error.code, error.reason)
             return
         self.buf = buf[used:] if used < len(buf) else b""
@@ -207,16 +205,16 @@ class H2Connection(asyncio.Protocol):
         if not self.preface_seen:
             if n < len(f.PREFACE):
                 if not f.PREFACE.startswith(buf):
-                    raise ConnectionError_(f.PROTOCOL_ERROR, "client sent invalid HTTP/2 connection preface")
+                    raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent invalid HTTP/2 connection preface")
                 return 0
             if not buf.startswith(f.PREFACE):
-                raise ConnectionError_(f.PROTOCOL_ERROR, "client sent invalid HTTP/2 connection preface")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent invalid HTTP/2 connection preface")
             self.preface_seen = True
             at = len(f.PREFACE)
         while n - at >= 9 and not self.closed:
             length, kind, flags, sid = f.parse_head(buf, at)
             if length > f.DEFAULT_FRAME_SIZE:  # the SETTINGS_MAX_FRAME_SIZE we leave at its default
-                raise ConnectionError_(
+                raise H2ConnectionError(
                     f.FRAME_SIZE_ERROR, f"client sent frame with too large length: {length}"
                 )
             end = at + 9 + length
@@ -230,10 +228,10 @@ class H2Connection(asyncio.Protocol):
     def _frame(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
         if not self.settings_seen:
             if kind != f.SETTINGS or flags & f.ACK:
-                raise ConnectionError_(f.PROTOCOL_ERROR, "client sent no SETTINGS frame first")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent no SETTINGS frame first")
             self.settings_seen = True
         if self.block_sid and kind != f.CONTINUATION:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "client sent a frame inside a header block")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent a frame inside a header block")
         if kind == f.DATA:
             self._on_data(flags, sid, payload)
         elif kind == f.HEADERS:
@@ -248,15 +246,15 @@ class H2Connection(asyncio.Protocol):
             self._on_settings(flags, sid, payload)
         elif kind == f.PING:
             if sid:
-                raise ConnectionError_(f.PROTOCOL_ERROR, "client sent PING frame with incorrect identifier")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent PING frame with incorrect identifier")
             if len(payload) != 8:
-                raise ConnectionError_(f.FRAME_SIZE_ERROR, "client sent PING frame with incorrect length")
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "client sent PING frame with incorrect length")
             if not flags & f.ACK:
                 self.out.append(f.ping_ack(payload))
             self._control_frame()
         elif kind == f.PRIORITY:
             if not sid:
-                raise ConnectionError_(
+                raise H2ConnectionError(
                     f.PROTOCOL_ERROR, "client sent PRIORITY frame with incorrect identifier"
                 )
             if len(payload) != 5:
@@ -264,11 +262,13 @@ class H2Connection(asyncio.Protocol):
             self._control_frame()  # priorities are not used; a flood of them costs budget
         elif kind == f.GOAWAY:
             if sid:
-                raise ConnectionError_(f.PROTOCOL_ERROR, "client sent GOAWAY frame with incorrect identifier")
+                raise H2ConnectionError(
+                    f.PROTOCOL_ERROR, "client sent GOAWAY frame with incorrect identifier"
+                )
             self.goaway_sent = True  # the client said goodbye: finish what is open, then close
             self._close_if_done()
         elif kind == f.PUSH_PROMISE:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "client sent PUSH_PROMISE frame")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent PUSH_PROMISE frame")
         else:
             self._control_frame()  # an unknown frame type is ignored (section 4.1), not for free
 
@@ -277,19 +277,19 @@ class H2Connection(asyncio.Protocol):
         if not flags & f.PADDED:
             return payload
         if not payload or payload[0] >= len(payload):
-            raise ConnectionError_(f.PROTOCOL_ERROR, "client sent padded frame with incorrect length")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent padded frame with incorrect length")
         return payload[1 : len(payload) - payload[0]]
 
     def _on_headers(self, flags: int, sid: int, payload: bytes) -> None:
         if not sid or not sid & 1:
-            raise ConnectionError_(
+            raise H2ConnectionError(
                 f.PROTOCOL_ERROR, f"client sent HEADERS frame with incorrect identifier {sid}"
             )
         payload = self._unpad(flags, payload)
         self.block_bad_priority = False
         if flags & f.PRIORITY_FLAG:
             if len(payload) < 5:
-                raise ConnectionError_(f.FRAME_SIZE_ERROR, "client sent HEADERS frame with incorrect length")
+                raise H2ConnectionError(f.FRAME_SIZE_ERROR, "client sent HEADERS frame with incorrect length")
             self.block_bad_priority = (f.u32(payload) & 0x7FFFFFFF) == sid  # a stream depending on itself
             payload = payload[5:]
         self.block_sid = sid
@@ -300,16 +300,16 @@ class H2Connection(asyncio.Protocol):
         if flags & f.END_HEADERS:
             self._header_block()
         elif self.block_size > self.header_limit:
-            raise ConnectionError_(f.ENHANCE_YOUR_CALM, "client sent too large header")
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "client sent too large header")
 
     def _on_continuation(self, flags: int, sid: int, payload: bytes) -> None:
         if not self.block_sid or sid != self.block_sid:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "client sent unexpected CONTINUATION frame")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent unexpected CONTINUATION frame")
         self.block_parts.append(payload)
         self.block_size += len(payload)
         self.block_frames += 1
         if self.block_size > self.header_limit or self.block_frames > _MAX_CONTINUATIONS:
-            raise ConnectionError_(f.ENHANCE_YOUR_CALM, "client sent too large header (CONTINUATION flood)")
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "client sent too large header (CONTINUATION flood)")
         if flags & f.END_HEADERS:
             self._header_block()
 
@@ -322,9 +322,11 @@ class H2Connection(asyncio.Protocol):
         try:
             headers = self.decoder.decode(block)
         except hpack.OversizedHeaderListError:
-            raise ConnectionError_(f.ENHANCE_YOUR_CALM, "client sent too large header") from None
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "client sent too large header") from None
         except Exception as exc:  # any undecodable block (hpack errors, bad indexes): the client's fault
-            raise ConnectionError_(f.COMPRESSION_ERROR, f"client sent invalid HPACK data ({exc!r})") from None
+            raise H2ConnectionError(
+                f.COMPRESSION_ERROR, f"client sent invalid HPACK data ({exc!r})"
+            ) from None
         end_stream = self.block_end_stream
         stream = self.streams.get(sid)
         if stream is not None:  # trailers of a request body: accepted, not passed on
@@ -346,16 +348,16 @@ class H2Connection(asyncio.Protocol):
 
     def _on_data(self, flags: int, sid: int, payload: bytes) -> None:
         if not sid:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "client sent DATA frame with incorrect identifier")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent DATA frame with incorrect identifier")
         flow = len(payload)  # padding counts against the windows too
         self.recv_window -= flow
         if self.recv_window < 0:
-            raise ConnectionError_(f.FLOW_CONTROL_ERROR, "client violated connection flow control")
+            raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "client violated connection flow control")
         data = self._unpad(flags, payload)
         stream = self.streams.get(sid)
         if stream is None:
             if sid > self.last_stream_id:
-                raise ConnectionError_(f.PROTOCOL_ERROR, "client sent DATA frame for an idle stream")
+                raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent DATA frame for an idle stream")
             self._connection_window_back(flow)  # a stream already done: its data goes, its window comes back
             return
         if stream.remote_closed:
@@ -375,18 +377,18 @@ class H2Connection(asyncio.Protocol):
 
     def _on_window_update(self, sid: int, payload: bytes) -> None:
         if len(payload) != 4:
-            raise ConnectionError_(
+            raise H2ConnectionError(
                 f.FRAME_SIZE_ERROR, "client sent WINDOW_UPDATE frame with incorrect length"
             )
         increment = f.u32(payload) & 0x7FFFFFFF
         if not sid:
             if not increment:
-                raise ConnectionError_(
+                raise H2ConnectionError(
                     f.PROTOCOL_ERROR, "client sent WINDOW_UPDATE frame with incorrect window increment 0"
                 )
             self.send_window += increment
             if self.send_window > f.MAX_WINDOW:
-                raise ConnectionError_(f.FLOW_CONTROL_ERROR, "client violated connection flow control")
+                raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "client violated connection flow control")
             for waiting in self.streams.values():
                 if waiting.pending:
                     self._mark(waiting)
@@ -394,7 +396,7 @@ class H2Connection(asyncio.Protocol):
             stream = self.streams.get(sid)
             if stream is None:
                 if sid > self.last_stream_id:
-                    raise ConnectionError_(
+                    raise H2ConnectionError(
                         f.PROTOCOL_ERROR, "client sent WINDOW_UPDATE frame for an idle stream"
                     )
                 return
@@ -411,36 +413,35 @@ class H2Connection(asyncio.Protocol):
 
     def _on_rst_stream(self, sid: int, payload: bytes) -> None:
         if len(payload) != 4:
-            raise ConnectionError_(f.FRAME_SIZE_ERROR, "client sent RST_STREAM frame with incorrect length")
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "client sent RST_STREAM frame with incorrect length")
         if not sid or sid > self.last_stream_id:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "client sent RST_STREAM frame for an idle stream")
-        stream = self.streams.pop(sid, None)
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent RST_STREAM frame for an idle stream")
+        stream = self.streams.get(sid)
         if stream is None:
             return
         if not stream.ended:
             self.resets += 1  # a request reset before its answer was complete
-        self._connection_window_back(stream.unacked)
-        stream.unacked = 0
+        self._drop(stream, None)
         self._client_gone(stream)
         self._check_resets()
 
     def _on_settings(self, flags: int, sid: int, payload: bytes) -> None:
         if sid:
-            raise ConnectionError_(f.PROTOCOL_ERROR, "client sent SETTINGS frame with incorrect identifier")
+            raise H2ConnectionError(f.PROTOCOL_ERROR, "client sent SETTINGS frame with incorrect identifier")
         if flags & f.ACK:
             if payload:
-                raise ConnectionError_(
+                raise H2ConnectionError(
                     f.FRAME_SIZE_ERROR, "client sent SETTINGS frame with the ACK flag and nonzero length"
                 )
             self.stream_recv_window = self.settings.http2_body_preread_size
             self._control_frame()
             return
         if len(payload) % 6:
-            raise ConnectionError_(f.FRAME_SIZE_ERROR, "client sent SETTINGS frame with incorrect length")
+            raise H2ConnectionError(f.FRAME_SIZE_ERROR, "client sent SETTINGS frame with incorrect length")
         for key, value in f.parse_settings(payload):
             if key == f.INITIAL_WINDOW_SIZE:
                 if value > f.MAX_WINDOW:
-                    raise ConnectionError_(
+                    raise H2ConnectionError(
                         f.FLOW_CONTROL_ERROR,
                         "client sent SETTINGS frame with incorrect INITIAL_WINDOW_SIZE value",
                     )
@@ -449,18 +450,18 @@ class H2Connection(asyncio.Protocol):
                 for stream in self.streams.values():
                     stream.send_window += delta  # may go below 0 (section 6.9.2)
                     if stream.send_window > f.MAX_WINDOW:
-                        raise ConnectionError_(f.FLOW_CONTROL_ERROR, "client violated flow control")
+                        raise H2ConnectionError(f.FLOW_CONTROL_ERROR, "client violated flow control")
                     if delta > 0 and stream.pending:
                         self._mark(stream)
             elif key == f.MAX_FRAME_SIZE:
                 if not f.DEFAULT_FRAME_SIZE <= value <= f.MAX_FRAME_SIZE_LIMIT:
-                    raise ConnectionError_(
+                    raise H2ConnectionError(
                         f.PROTOCOL_ERROR, "client sent SETTINGS frame with incorrect MAX_FRAME_SIZE value"
                     )
                 self.peer_frame = value
             elif key == f.ENABLE_PUSH:
                 if value > 1:
-                    raise ConnectionError_(
+                    raise H2ConnectionError(
                         f.PROTOCOL_ERROR, "client sent SETTINGS frame with incorrect ENABLE_PUSH value"
                     )
             elif key == f.HEADER_TABLE_SIZE:
@@ -476,11 +477,11 @@ class H2Connection(asyncio.Protocol):
         if self.write_paused:
             self.control_while_paused += 1
         if self.control_frames > _CONTROL_BUDGET + 4 * self.requests:
-            raise ConnectionError_(f.ENHANCE_YOUR_CALM, "client sent too many SETTINGS or PING frames")
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "client sent too many SETTINGS or PING frames")
 
     def _check_resets(self) -> None:
         if self.resets > 2 * self.max_streams + self.requests // 2:
-            raise ConnectionError_(f.ENHANCE_YOUR_CALM, "client reset too many streams (rapid reset)")
+            raise H2ConnectionError(f.ENHANCE_YOUR_CALM, "client reset too many streams (rapid reset)")
 
     def _request(self, stream_id: int, headers: DecodedBlock, ended: bool) -> None:
         self.idle_since = 0.0
@@ -514,7 +515,6 @@ class H2Connection(asyncio.Protocol):
             self._connection_window_back(flow)
             return
         stream.unacked += flow
-        self.unacked += flow
         body = req.body
         body.feed(data)
         stream.body_deadline = time.monotonic() + req.settings.client_body_timeout
@@ -553,7 +553,6 @@ class H2Connection(asyncio.Protocol):
         n = stream.unacked
         if n and not self.closed:
             stream.unacked = 0
-            self.unacked -= n
             self._connection_window_back(n)
             if not stream.closed and not stream.remote_closed:
                 stream.recv_window += n
@@ -585,8 +584,7 @@ class H2Connection(asyncio.Protocol):
         if self.closed or stream.closed:
             return
         self._mark(stream)
-        self.queued_data += stream.pending_size
-        if self.queued_data >= _FLUSH_NOW:
+        if stream.pending_size >= _FLUSH_NOW:
             self._flush()
         else:
             self._send()
@@ -646,15 +644,19 @@ class H2Connection(asyncio.Protocol):
             self._finish(stream)
 
     def _finish(self, stream: H2Stream) -> None:
-        """END_STREAM is out: the stream is done on our side."""
+        """END_STREAM is out: the stream is done on our side. A response complete before its request
+        body tells the client with RST_STREAM NO_ERROR that it may stop sending it."""
+        self._drop(stream, None if stream.remote_closed else f.NO_ERROR)
+
+    def _drop(self, stream: H2Stream, code: int | None) -> None:
+        """`stream` ends here (RST_STREAM `code` first, unless None): out of the table, the connection
+        window of a body nobody will read given back, and the idle clock started with the last one."""
+        if code is not None:
+            self._stream_error(stream.stream_id, code)
         stream.closed = True
-        sid = stream.stream_id
-        self.streams.pop(sid, None)
-        if not stream.remote_closed:
-            # the response is complete before the request body: the client may stop sending it
-            self.out.append(f.rst_stream(sid, f.NO_ERROR))
-            self._connection_window_back(stream.unacked)
-            stream.unacked = 0
+        self.streams.pop(stream.stream_id, None)
+        self._connection_window_back(stream.unacked)
+        stream.unacked = 0
         if not self.streams:
             self.idle_since = time.monotonic()
 
@@ -675,13 +677,7 @@ class H2Connection(asyncio.Protocol):
             self.give_back_window(stream)  # a body nobody read still frees the connection window
         if abort or (req is not None and req.client_closed) or not stream.head_done:
             # aborted, or a handler that finished without a head: nothing to say, reset the stream
-            if not stream.closed:
-                self._stream_error(stream.stream_id, f.INTERNAL_ERROR)
-                stream.closed = True
-            self.streams.pop(stream.stream_id, None)
-            if not self.streams:
-                self.idle_since = time.monotonic()
-            self._send()
+            self._drop(stream, None if stream.closed else f.INTERNAL_ERROR)
             self._close_if_done()
             return
         stream.ended = True
@@ -694,10 +690,7 @@ class H2Connection(asyncio.Protocol):
 
     def _reset(self, stream: H2Stream, code: int) -> None:
         """A stream error of ours (RST_STREAM): the stream ends, its request sees the client gone."""
-        self._stream_error(stream.stream_id, code)
-        self.streams.pop(stream.stream_id, None)
-        self._connection_window_back(stream.unacked)
-        stream.unacked = 0
+        self._drop(stream, code)
         self._client_gone(stream)
 
     def _send(self) -> None:
@@ -710,7 +703,6 @@ class H2Connection(asyncio.Protocol):
             self.ctx.loop.call_soon(self._flush)
 
     def _write_out(self) -> None:
-        self.queued_data = 0
         t = self.transport
         if t is None or self.closed:
             return
@@ -813,11 +805,7 @@ class H2Connection(asyncio.Protocol):
             if stream.body_deadline and now > stream.body_deadline and stream.req is not None:
                 stream.body_deadline = 0.0
                 stream.req.body.fail(HttpError(408, "client timed out reading body"))
-                self.streams.pop(stream.stream_id, None)
-                stream.closed = True
-                self._stream_error(stream.stream_id, f.CANCEL)
-                self._connection_window_back(stream.unacked)
-                stream.unacked = 0
+                self._drop(stream, f.CANCEL)
         self._schedule_check()
 
 
@@ -969,7 +957,7 @@ def build_request(stream: H2Stream, block: DecodedBlock, ended: bool) -> Request
     try:
         if p.error is not None:
             raise HttpError(p.error[0], p.error[1])
-        target_path, args, absolute = split_target(path)
+        target_path, args, _ = split_target(path)
         host = headers.get("host", "")
         req.host = validate_host(host) if host else ""
         req.args = args
@@ -992,7 +980,6 @@ def build_request(stream: H2Stream, block: DecodedBlock, ended: bool) -> Request
             raise HttpError(400, "client prematurely closed stream: body shorter than Content-Length")
         if method == "TRACE":
             raise HttpError(405, "TRACE method")
-        del absolute
     except HttpError as exc:
         req.error_status = exc.status
         req.vars["parse_error"] = exc.reason

@@ -95,7 +95,6 @@ class H2Stream:
         self.closed = False  # reset or finished: nothing more is sent
         self.unacked = 0  # request body bytes received but not yet given back as window
         self.body_deadline = 0.0
-        self.waiters: list[Any] = []
         # the connection's bookkeeping of this stream (connection.py)
         self.head_block: bytes | None = None  # the response head (HPACK), not yet framed
         self.dirty = False  # on the connection's list of streams with something to frame
